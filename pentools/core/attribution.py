@@ -1,0 +1,330 @@
+"""The join engine: which client made this request?  Shared by penlogd and mergelogs.
+
+Sans-IO: the caller feeds balancer records (`add_record`) and asks for the
+client of each backend log line (`match`), in (roughly) time order, and
+expires old records (`expire`).  Times are plain floats: the balancer's and
+backend's time stamps for mergelogs, arrival times for penlogd.
+
+The rule, for a line from server S with request key R at time t:
+
+1. Exact: if the line carries the balancer's upstream port and an extended
+   record of (S, port, R) exists, take the one nearest in time.
+2. Otherwise among the unconsumed records of (S, R) within ``window`` of t:
+   once enough unambiguous matches have shown how S's time stamps relate to
+   the balancer's (an offset per server, and its spread), take the oldest
+   record inside that expected band: first in, first out, which keeps the
+   order the balancer saw within a second; if none is in the band, or the
+   band is not known yet, take the record nearest to the expected time
+   (the oldest on a tie).
+3. Each record is consumed by at most one line.  A line matched while other
+   candidates with a different client were also plausible is *ambiguous*.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from bisect import bisect_left, bisect_right
+from collections import deque
+from dataclasses import dataclass, field
+
+from pentools.core.records import BalancerRecord
+
+
+class Outcome(enum.Enum):
+    """How a line was attributed."""
+
+    EXACT = "exact"  # joined on the upstream port
+    MATCHED = "matched"  # one plausible client
+    AMBIGUOUS = "ambiguous"  # matched, but another client was plausible too
+    UNMATCHED = "unmatched"  # no record within the window
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The answer for one line: the client, or None when unmatched."""
+
+    client: str | None
+    outcome: Outcome
+
+
+@dataclass
+class AttributionStats:
+    """Counters of the join, shared by penlogd's and mergelogs' reports."""
+
+    records: int = 0
+    lines: int = 0
+    exact: int = 0
+    matched: int = 0
+    ambiguous: int = 0
+    unmatched: int = 0
+    records_expired: int = 0
+
+    @property
+    def attributed(self) -> int:
+        return self.exact + self.matched + self.ambiguous
+
+
+class _Pending:
+    """A record waiting for its line (compact: the key lives in the queue)."""
+
+    __slots__ = ("client", "consumed", "port", "time")
+
+    def __init__(self, time: float, client: str, port: int | None) -> None:
+        self.time = time
+        self.client = client
+        self.port = port
+        self.consumed = False
+
+
+class _KeyQueue:
+    """The records of one (server, request key), in time order."""
+
+    __slots__ = ("head", "live", "records", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.records: list[_Pending] = []
+        self.head = 0  # records before it are consumed or expired
+        self.live = 0  # unconsumed records
+
+    def add(self, pending: _Pending) -> None:
+        if self.times and pending.time < self.times[-1]:
+            index = bisect_right(self.times, pending.time, self.head)
+            self.times.insert(index, pending.time)
+            self.records.insert(index, pending)
+        else:
+            self.times.append(pending.time)
+            self.records.append(pending)
+        self.live += 1
+
+    def consume(self, pending: _Pending) -> None:
+        pending.consumed = True
+        self.live -= 1
+        records = self.records
+        while self.head < len(records) and records[self.head].consumed:
+            self.head += 1
+        if self.head > 64 and self.head * 2 > len(records):
+            del records[: self.head]
+            del self.times[: self.head]
+            self.head = 0
+
+    def drop_before(self, time: float) -> int:
+        """Drop records older than `time`; return how many of them were never used."""
+        end = bisect_left(self.times, time, self.head)
+        unused = sum(1 for p in self.records[self.head : end] if not p.consumed)
+        for pending in self.records[self.head : end]:
+            pending.consumed = True
+        self.live -= unused
+        del self.records[:end]
+        del self.times[:end]
+        self.head = 0
+        while self.head < len(self.records) and self.records[self.head].consumed:
+            self.head += 1
+        return unused
+
+
+class ClockOffset:
+    """How one server's line times relate to the balancer's record times.
+
+    Learned from unambiguous matches: the differences ``line - record`` of the
+    most recent samples give an expected offset (median) and a band (low and
+    high quantiles, widened by `slack` for the one-second resolution).
+    """
+
+    MIN_SAMPLES = 16
+
+    def __init__(self, slack: float, max_samples: int = 512) -> None:
+        self.slack = slack
+        self._samples: deque[float] = deque(maxlen=max_samples)
+        self._dirty = 0
+        self.median = 0.0
+        self.band: tuple[float, float] | None = None
+
+    def add(self, difference: float) -> None:
+        self._samples.append(difference)
+        self._dirty += 1
+        count = len(self._samples)
+        if count >= self.MIN_SAMPLES and (self.band is None or self._dirty >= 32):
+            ordered = sorted(self._samples)
+            self.median = ordered[count // 2]
+            low = ordered[int(count * 0.01)]
+            high = ordered[min(count - 1, int(count * 0.99))]
+            self.band = (low - self.slack, high + self.slack)
+            self._dirty = 0
+
+
+@dataclass
+class AttributionEngine:
+    """Attributes backend log lines to the balancer records that caused them.
+
+    `window` bounds how far apart a record and its line may be in time;
+    `slack` widens the learned band (1 s for one-second time stamps).
+    """
+
+    window: float = 600.0
+    slack: float = 1.0
+    stats: AttributionStats = field(default_factory=AttributionStats)
+
+    def __post_init__(self) -> None:
+        self._queues: dict[tuple[str, str], _KeyQueue] = {}
+        self._by_port: dict[tuple[str, int, str], list[_Pending]] = {}
+        self._offsets: dict[str, ClockOffset] = {}
+        self._clients: dict[str, str] = {}  # one string per client address
+        self._next_sweep = -math.inf
+
+    @property
+    def pending_records(self) -> int:
+        """Records received and not yet consumed or expired."""
+        return sum(queue.live for queue in self._queues.values())
+
+    def offset(self, server: str) -> ClockOffset:
+        """The learned clock relation of `server` (created on first use)."""
+        found = self._offsets.get(server)
+        if found is None:
+            found = self._offsets[server] = ClockOffset(self.slack)
+        return found
+
+    def add_record(self, record: BalancerRecord) -> None:
+        """Make `record` available to lines of its server."""
+        client = self._clients.setdefault(record.client, record.client)
+        pending = _Pending(record.time, client, record.upstream_port)
+        key = (record.server, record.request)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _KeyQueue()
+        queue.add(pending)
+        if record.upstream_port is not None:
+            port_key = (record.server, record.upstream_port, record.request)
+            self._by_port.setdefault(port_key, []).append(pending)
+        self.stats.records += 1
+
+    def match(
+        self, server: str, request: str, time: float, remote_port: int | None = None
+    ) -> Attribution:
+        """Attribute one line of `server` with request key `request` logged at `time`."""
+        self.stats.lines += 1
+        queue = self._queues.get((server, request))
+        if queue is None or queue.live == 0:
+            self.stats.unmatched += 1
+            return Attribution(None, Outcome.UNMATCHED)
+        offset = self.offset(server)
+        if remote_port is not None:
+            exact = self._exact(server, remote_port, request, time - offset.median)
+            if exact is not None:
+                queue.consume(exact)
+                offset.add(time - exact.time)
+                self.stats.exact += 1
+                return Attribution(exact.client, Outcome.EXACT)
+        return self._match_in_queue(queue, offset, time)
+
+    def _exact(self, server: str, port: int, request: str, expected: float) -> _Pending | None:
+        candidates = self._by_port.get((server, port, request))
+        if not candidates:
+            return None
+        live = [p for p in candidates if not p.consumed]
+        if len(live) != len(candidates):
+            candidates[:] = live
+        if not live:
+            del self._by_port[(server, port, request)]
+            return None
+        best = min(live, key=lambda p: abs(p.time - expected))
+        return best if abs(best.time - expected) <= self.window else None
+
+    def _match_in_queue(self, queue: _KeyQueue, offset: ClockOffset, time: float) -> Attribution:
+        times, records = queue.times, queue.records
+        chosen_index = -1
+        band = offset.band
+        if band is not None:
+            low = max(time - band[1], time - self.window)
+            high = min(time - band[0], time + self.window)
+            index = bisect_left(times, low, queue.head)
+            while index < len(times) and times[index] <= high:
+                if not records[index].consumed:
+                    chosen_index = index
+                    break
+                index += 1
+        if chosen_index < 0:
+            chosen_index = self._nearest(queue, time - offset.median)
+        if chosen_index < 0:
+            self.stats.unmatched += 1
+            return Attribution(None, Outcome.UNMATCHED)
+        chosen = records[chosen_index]
+        self._learn(queue, offset, time, chosen)
+        if band is None:  # plausible: as close to the chosen one as the time resolution
+            low, high = chosen.time - self.slack, chosen.time + self.slack
+        ambiguous = self._other_client_between(queue, chosen, low, high)
+        queue.consume(chosen)
+        if ambiguous:
+            self.stats.ambiguous += 1
+            return Attribution(chosen.client, Outcome.AMBIGUOUS)
+        self.stats.matched += 1
+        return Attribution(chosen.client, Outcome.MATCHED)
+
+    def _nearest(self, queue: _KeyQueue, expected: float) -> int:
+        """Index of the unconsumed record nearest to `expected` within the window, or -1."""
+        times, records = queue.times, queue.records
+        start = bisect_left(times, expected, queue.head)
+        best, best_distance = -1, math.inf
+        index = start - 1  # backwards: the later of equals loses to the earlier below
+        while index >= queue.head and expected - times[index] <= self.window:
+            if not records[index].consumed:
+                best, best_distance = index, expected - times[index]
+                break
+            index -= 1
+        index = start
+        while index < len(times) and times[index] - expected < best_distance:
+            if times[index] - expected > self.window:
+                break
+            if not records[index].consumed:
+                return index
+            index += 1
+        return best
+
+    def _learn(self, queue: _KeyQueue, offset: ClockOffset, time: float, chosen: _Pending) -> None:
+        """Learn the server's offset from a line whose key had one record in the window."""
+        times = queue.times
+        first = bisect_left(times, time - self.window, queue.head)
+        if first + 1 == len(times) or times[first + 1] > time + self.window:
+            offset.add(time - chosen.time)
+
+    def _other_client_between(
+        self, queue: _KeyQueue, chosen: _Pending, low: float, high: float
+    ) -> bool:
+        times, records = queue.times, queue.records
+        index = bisect_left(times, low, queue.head)
+        while index < len(times) and times[index] <= high:
+            other = records[index]
+            if not other.consumed and other is not chosen and other.client != chosen.client:
+                return True
+            index += 1
+        return False
+
+    def advance(self, now: float) -> None:
+        """Tell the engine the time of the lines has reached `now`.
+
+        Records older than ``now - window`` can no longer match; they are
+        dropped in sweeps an eighth of a window apart, which keeps memory
+        bounded by the window at a negligible cost per line.
+        """
+        if now >= self._next_sweep:
+            self.expire(now - self.window)
+            self._next_sweep = now + max(self.window / 8, 1.0)
+
+    def expire(self, before: float) -> int:
+        """Forget records older than `before`; return how many were never used."""
+        unused = 0
+        for key in list(self._queues):
+            queue = self._queues[key]
+            if queue.times and queue.times[0] < before:
+                unused += queue.drop_before(before)
+            if queue.live == 0 and (not queue.times or queue.times[-1] < before):
+                del self._queues[key]
+        if self._by_port:
+            self._by_port = {
+                key: live
+                for key, pendings in self._by_port.items()
+                if (live := [p for p in pendings if not p.consumed and p.time >= before])
+            }
+        self.stats.records_expired += unused
+        return unused

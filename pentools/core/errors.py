@@ -1,0 +1,45 @@
+"""The one exception family of pentools.
+
+Library code raises these; only the command-line layers turn them into
+one-line messages and exit codes.
+"""
+
+
+class PentoolsError(Exception):
+    """Base class of every error pentools reports to a user."""
+
+
+class AddressError(PentoolsError, ValueError):
+    """A host, address or host:port that cannot be used."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"bad address {text!r}: {reason}")
+        self.text = text
+        self.reason = reason
+
+
+class LogFormatError(PentoolsError, ValueError):
+    """An Apache LogFormat string that pentools cannot use."""
+
+    def __init__(self, log_format: str, reason: str) -> None:
+        super().__init__(f"unusable log format {log_format!r}: {reason}")
+        self.log_format = log_format
+        self.reason = reason
+
+
+class RecordError(PentoolsError, ValueError):
+    """A balancer record that does not follow the local or UDP format."""
+
+    def __init__(self, data: bytes, reason: str) -> None:
+        super().__init__(f"bad balancer record {data[:80]!r}: {reason}")
+        self.data = data
+        self.reason = reason
+
+
+class InputFileError(PentoolsError, OSError):
+    """An input file that cannot be opened or read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -1,0 +1,119 @@
+"""Balancer records: which client pen sent to which server with which request.
+
+Two wire forms, one table each (SPEC §1):
+
+* local file (``pen -l FILE``): ``CLIENT UNIX_TIME SERVER REQUEST``
+* UDP to penlogd (``pen -l HOST:PORT``): ``+ CLIENT SERVER REQUEST``
+
+pentools' opt-in extended form appends ``#UPSTREAM_PORT`` to SERVER: the
+local port of the balancer's connection to the backend, which a backend that
+logs ``%{remote}p`` repeats, so the join becomes exact.  The C tools never
+write it; they simply fail to match such records, which is why it is opt-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pentools.core.addresses import normalize_ip
+from pentools.core.errors import RecordError
+
+#: pen keeps at most this many bytes of a request (the original's limit).
+REQUEST_MAX = 100
+
+#: Every byte that is not printable ASCII becomes "." in a request key: the C
+#: pen maps bytes >= 0x80 only (and writes control bytes, even NUL, as they
+#: come); mapping control bytes too keeps our records one line of plain text
+#: and still matches the C pen's records on every ordinary request.
+_KEY_TABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
+
+_PORT_SEPARATOR = "#"
+
+
+def request_key(data: bytes) -> str:
+    """What pen records of a request: the first line, at most 100 bytes, printable ASCII."""
+    end = len(data)
+    for terminator in (b"\r", b"\n"):
+        index = data.find(terminator, 0, end)
+        if index >= 0:
+            end = index
+    return data[: min(end, REQUEST_MAX)].translate(_KEY_TABLE).decode("ascii")
+
+
+@dataclass(slots=True)
+class BalancerRecord:
+    """One record: `client` was sent to `server` with `request` (a request key).
+
+    `time` is the balancer's Unix time (local form) or the arrival time at
+    penlogd (UDP form); `upstream_port` is set only by the extended form.
+    """
+
+    client: str
+    server: str
+    request: str
+    time: float = 0.0
+    upstream_port: int | None = None
+
+    def server_field(self) -> str:
+        if self.upstream_port is None:
+            return self.server
+        return f"{self.server}{_PORT_SEPARATOR}{self.upstream_port}"
+
+    def to_local(self) -> bytes:
+        """The ``pen -l FILE`` line, newline included."""
+        return f"{self.client} {int(self.time)} {self.server_field()} {self.request}\n".encode()
+
+    def to_datagram(self) -> bytes:
+        """The ``pen -l HOST:PORT`` datagram."""
+        return f"+ {self.client} {self.server_field()} {self.request}\n".encode()
+
+
+def _parse_server_field(field: str, data: bytes) -> tuple[str, int | None]:
+    server, sep, port_text = field.partition(_PORT_SEPARATOR)
+    port = None
+    if sep:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise RecordError(data, f"bad upstream port {port_text!r}")
+        port = int(port_text)
+    address = normalize_ip(server)
+    if address is None:
+        raise RecordError(data, f"server {server!r} is not an IP address")
+    return address, port
+
+
+def _client(field: str, data: bytes) -> str:
+    address = normalize_ip(field)
+    if address is None:
+        raise RecordError(data, f"client {field!r} is not an IP address")
+    return address
+
+
+def parse_local(line: bytes) -> BalancerRecord:
+    """Parse one line of a ``pen -l FILE`` log (trailing newline allowed)."""
+    parts = line.rstrip(b"\r\n").split(b" ", 3)
+    if len(parts) < 3:
+        raise RecordError(line, "expected CLIENT TIME SERVER REQUEST")
+    client_text, time_text, server_text = (p.decode("latin-1") for p in parts[:3])
+    try:
+        time = float(time_text)
+    except ValueError:
+        raise RecordError(line, f"time {time_text!r} is not a number") from None
+    server, port = _parse_server_field(server_text, line)
+    request = request_key(parts[3]) if len(parts) == 4 else ""
+    return BalancerRecord(_client(client_text, line), server, request, time, port)
+
+
+def is_record_datagram(datagram: bytes) -> bool:
+    """A datagram that starts with ``+`` is a balancer record; anything else a log line."""
+    return datagram.startswith(b"+")
+
+
+def parse_datagram(datagram: bytes, arrival_time: float) -> BalancerRecord:
+    """Parse a ``+ CLIENT SERVER REQUEST`` datagram received at `arrival_time`."""
+    parts = datagram.rstrip(b"\r\n").split(b" ", 3)
+    if len(parts) < 3 or parts[0] != b"+":
+        raise RecordError(datagram, "expected + CLIENT SERVER REQUEST")
+    client_text, server_text = (p.decode("latin-1") for p in parts[1:3])
+    server, port = _parse_server_field(server_text, datagram)
+    request = request_key(parts[3]) if len(parts) == 4 else ""
+    return BalancerRecord(_client(client_text, datagram), server, request, arrival_time, port)
