@@ -1,0 +1,102 @@
+"""Shared test helpers: our own commands as real subprocesses, free ports, real parts.
+
+Real external programs (the C pen suite, apache2, dnsmasq, goaccess, chromium,
+...) are looked up with `require_program`: missing means skip on a developer
+machine, but *fail* when ``CI=true``, because CI must prove every real part.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_LOGS = REPO_ROOT / "sample_logs"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def tool_argv(tool: str, *args: str) -> list[str]:
+    """The command line that runs one of our tools from this checkout."""
+    return [sys.executable, "-m", f"pentools.{tool}", *args]
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment for our tools: this checkout first on the import path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def run_tool(tool: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    """Run one of our tools to completion (stdout and stderr captured)."""
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("timeout", 120)
+    kwargs.setdefault("env", tool_env())
+    return subprocess.run(tool_argv(tool, *args), **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+def require_program(name: str) -> str:
+    """The path of an external program; skip without it, but fail under CI=true."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        message = f"{name} is not installed (scripts/test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port that is free on `host` right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class Processes:
+    """Processes started by a test, stopped by PID (TERM, then KILL) at teardown."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        process = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+        self.started.append(process)
+        return process  # type: ignore[no-any-return]
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self.started):
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+            for stream in (process.stdout, process.stderr, process.stdin):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Start processes in a test; they are all stopped by PID when it ends."""
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.stop_all()
