@@ -199,6 +199,15 @@ class AttributionEngine:
             self._by_port.setdefault(port_key, []).append(pending)
         self.stats.records += 1
 
+    def has_candidates(self, server: str, request: str) -> bool:
+        """True if an unconsumed record of (server, request) is waiting.
+
+        penlogd asks this before `match` to let a line wait briefly for a
+        record that has not arrived yet, instead of writing it unmatched.
+        """
+        queue = self._queues.get((server, request))
+        return queue is not None and queue.live > 0
+
     def match(
         self, server: str, request: str, time: float, remote_port: int | None = None
     ) -> Attribution:
