@@ -240,7 +240,8 @@ def open_binary(path: str) -> IO[bytes]:
     except OSError as exc:
         raise InputFileError(path, exc.strerror or str(exc)) from None
     if raw.peek(2)[:2] == b"\x1f\x8b" or path.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        raw.close()  # reopened by gzip, which then closes it too
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return raw
 
 

@@ -1,0 +1,1 @@
+"""mergelogs: join pen's log with the backends' access logs, offline."""

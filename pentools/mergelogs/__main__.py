@@ -1,0 +1,3 @@
+from pentools.mergelogs.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""Command line of mergelogs (compatible with the original's options)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import click
+
+from pentools.core.addresses import split_host_prefix
+from pentools.core.errors import PentoolsError
+from pentools.mergelogs.merge import LogSource, MergeConfig, merge_logs
+
+EPILOG = """\b
+Example:
+  mergelogs -p pen.log 10.0.0.1:access_log.1 10.0.0.2:access_log.2 > access_log
+  mergelogs --stats -p pen.log.gz '[2001:db8::1]:access_log.gz' -o access_log
+
+Every input line is written exactly once: lines with no matching record keep
+their own first field (or get the server's address with --unmatched=server),
+lines that do not parse are passed through unchanged; --stats counts them.
+"""
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["--help"]})
+@click.option(
+    "-p",
+    "pen_log",
+    required=True,
+    metavar="PENLOG",
+    help="pen's log file (pen -l FILE); .gz is read too.",
+)
+@click.option(
+    "-c", "no_cache", is_flag=True, help="Accepted for compatibility; records are always indexed."
+)
+@click.option("-d", "debug", count=True, help="Debugging: report the learned clock offsets.")
+@click.option(
+    "-j",
+    "jitter",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Largest difference between a record's and its line's time stamps.",
+)
+@click.option(
+    "-t",
+    "clock_offset",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="The balancer's clock minus UTC, in seconds.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write here (atomically) instead of to stdout.",
+)
+@click.option(
+    "--log-format",
+    metavar="FORMAT",
+    help="Apache LogFormat string of the backend logs, or common, combined, "
+    "common_port, combined_port (default: recognise common and combined). "
+    "With %{remote}p the join on the upstream port is exact.",
+)
+@click.option(
+    "--unmatched",
+    type=click.Choice(["keep", "server"]),
+    default="keep",
+    show_default=True,
+    help="First field of a line without a record: its own, or the server's "
+    "address (the original's behaviour).",
+)
+@click.option(
+    "--stats",
+    "show_stats",
+    is_flag=True,
+    help="Print a summary (read, matched, ambiguous, unmatched...) on stderr.",
+)
+@click.argument("logs", nargs=-1, required=True, metavar="SERVER:LOGFILE...")
+def main(
+    pen_log: str,
+    no_cache: bool,
+    debug: int,
+    jitter: float,
+    clock_offset: float,
+    output: str | None,
+    log_format: str | None,
+    unmatched: str,
+    show_stats: bool,
+    logs: tuple[str, ...],
+) -> None:
+    """Merge pen's log and the backends' access logs into one access log.
+
+    Each line's first field (the balancer's address, as the backend saw it)
+    is replaced by the real client's address; the output is in time order
+    and keeps every line's own time stamp.  SERVER is the backend's address
+    or name as pen knows it ([IPv6]:LOGFILE for IPv6).
+    """
+    try:
+        sources = tuple(LogSource.from_spec(*split_host_prefix(spec)) for spec in logs)
+        config = MergeConfig(pen_log, sources, jitter, clock_offset, log_format, unmatched)
+        stats = _run(config, output)
+    except PentoolsError as exc:
+        raise SystemExit(f"mergelogs: {exc}") from None
+    except BrokenPipeError:
+        sys.stderr.close()  # a closed pipe (| head) is not an error worth a traceback
+        raise SystemExit(1) from None
+    if show_stats or debug:
+        click.echo(stats.summary(), err=True)
+
+
+def _run(config: MergeConfig, output: str | None):  # type: ignore[no-untyped-def]
+    from pentools.core.accesslog import text_writer
+
+    if output is None:
+        writer = text_writer(sys.stdout.buffer)
+        stats = merge_logs(config, writer)
+        writer.flush()
+        writer.detach()
+        return stats
+    directory = os.path.dirname(os.path.abspath(output))
+    handle, temporary = tempfile.mkstemp(prefix=".mergelogs.", dir=directory)
+    try:
+        with text_writer(os.fdopen(handle, "wb")) as writer:
+            stats = merge_logs(config, writer)
+        os.replace(temporary, output)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return stats

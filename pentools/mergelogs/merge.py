@@ -1,0 +1,219 @@
+"""The offline merge: pen's local log + each backend's access log -> one access log.
+
+The join itself is `pentools.core.attribution.AttributionEngine`; this module
+only reads the files, puts the lines in time order, feeds the engine with the
+records it needs, and writes the result.  Memory is bounded by the jitter
+window: lines wait at most that long (in log time) to be put in order, and
+records are read that far ahead of the lines and expire that far behind.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from pentools.core.accesslog import AccessLine, LogFormat, open_binary, read_lines
+from pentools.core.addresses import resolve_host
+from pentools.core.attribution import AttributionEngine, AttributionStats
+from pentools.core.errors import LogFormatError, RecordError
+from pentools.core.records import BalancerRecord, parse_local
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """One backend: the address the join knows it by, all its addresses, its log."""
+
+    server: str
+    addresses: frozenset[str]
+    path: str
+
+    @classmethod
+    def from_spec(cls, host: str, path: str) -> LogSource:
+        """A backend given as name or address (a name may have several addresses)."""
+        addresses = resolve_host(host)
+        return cls(addresses[0], frozenset(addresses), path)
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """What to merge and how (see ``mergelogs --help``)."""
+
+    pen_log: str
+    sources: tuple[LogSource, ...]
+    jitter: float = 600.0
+    clock_offset: float = 0.0  # -t: the balancer's clock minus UTC, in seconds
+    log_format: str | None = None
+    unmatched: str = "keep"  # "keep" the line's own client, or write the "server"
+
+
+@dataclass
+class MergeStats:
+    """What the merge read, matched and could not use."""
+
+    lines: int = 0
+    malformed: int = 0
+    late: int = 0
+    records_read: int = 0
+    records_malformed: int = 0
+    records_other_server: int = 0
+    records_unused: int = 0
+    join: AttributionStats = field(default_factory=AttributionStats)
+    offsets: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The report printed by ``--stats``."""
+        join = self.join
+        lines = max(self.lines, 1)
+        rows = [
+            ("lines read", self.lines),
+            ("  attributed", join.attributed),
+            ("    exact (upstream port)", join.exact),
+            ("    matched", join.matched),
+            ("    ambiguous", join.ambiguous),
+            ("  unmatched", join.unmatched),
+            ("  malformed (passed through)", self.malformed),
+            ("  written out of time order", self.late),
+            ("records read", self.records_read),
+            ("  unused", self.records_unused),
+            ("  for other servers", self.records_other_server),
+            ("  malformed (skipped)", self.records_malformed),
+        ]
+        text = [f"{label:<30} {value:>10}" for label, value in rows]
+        text.insert(1, f"{'  attributed %':<30} {100 * join.attributed / lines:>10.2f}")
+        for server, offset in sorted(self.offsets.items()):
+            text.append(f"clock of {server:<21} {offset:>+10.1f} s")
+        return "\n".join(text)
+
+
+# An item of one source's line stream: (order time, source index, sequence,
+# line text, parsed fields or None if malformed).  The first three make every
+# item unique, so tuples compare without reaching the text.
+_Item = tuple[float, int, int, str, AccessLine | None]
+
+
+def _parsed_lines(index: int, source: LogSource, log_format: LogFormat) -> Iterator[_Item]:
+    """The lines of one backend log; a malformed line takes its predecessor's time."""
+    last_time = -math.inf
+    for sequence, text in enumerate(read_lines(source.path)):
+        parsed = log_format.parse(text)
+        if parsed is not None and parsed.time is not None:
+            last_time = parsed.time
+            yield (last_time, index, sequence, text, parsed)
+        else:
+            yield (last_time, index, sequence, text, None)
+
+
+def _time_ordered(items: Iterator[_Item], window: float, stats: MergeStats) -> Iterator[_Item]:
+    """Items in time order (stable), holding each back at most `window` seconds of log time.
+
+    Backends write lines when requests complete, so a slow request's line
+    comes after quicker, later ones.  A line later than the window is
+    written at once, out of order, and counted.
+    """
+    pending: list[_Item] = []
+    released = -math.inf
+    for item in items:
+        if item[0] < released:
+            stats.late += 1
+            yield (released, *item[1:])
+            continue
+        heapq.heappush(pending, item)
+        horizon = item[0] - window
+        while pending[0][0] < horizon:
+            released = pending[0][0]
+            yield heapq.heappop(pending)
+    while pending:
+        yield heapq.heappop(pending)
+
+
+class _RecordFeed:
+    """Reads pen's log just far enough ahead and hands records to the engine."""
+
+    def __init__(self, config: MergeConfig, engine: AttributionEngine, stats: MergeStats) -> None:
+        self._lines = read_lines(config.pen_log)
+        self._engine = engine
+        self._stats = stats
+        self._offset = config.clock_offset
+        self._server_of = {
+            address: source.server for source in config.sources for address in source.addresses
+        }
+        self._next: BalancerRecord | None = None
+        self._done = False
+
+    def feed_until(self, time: float) -> None:
+        """Add every record stamped at or before `time` (balancer clock corrected)."""
+        while True:
+            if self._next is None:
+                self._next = self._read()
+                if self._next is None:
+                    return
+            if self._next.time > time:
+                return
+            self._engine.add_record(self._next)
+            self._next = None
+
+    def _read(self) -> BalancerRecord | None:
+        for text in self._lines:
+            try:
+                record = parse_local(text.encode("latin-1"))
+            except RecordError:
+                self._stats.records_malformed += 1
+                continue
+            self._stats.records_read += 1
+            server = self._server_of.get(record.server)
+            if server is None:
+                self._stats.records_other_server += 1
+                continue
+            record.server = server
+            record.time -= self._offset
+            return record
+        return None
+
+
+def check_format(log_format: LogFormat) -> None:
+    """Refuse a format the join cannot use: it needs a time and a request."""
+    if not log_format.has_time:
+        raise LogFormatError(log_format.text or "", "it has no time stamp (%t)")
+    if not log_format.has_request:
+        raise LogFormatError(log_format.text or "", 'it has no request line ("%r")')
+
+
+def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
+    """Merge the logs of `config` into `output` (text written byte for byte)."""
+    log_format = LogFormat(config.log_format)
+    check_format(log_format)
+    for path in (config.pen_log, *(source.path for source in config.sources)):
+        if path != "-":
+            open_binary(path).close()  # fail before writing anything, not half-way
+    stats = MergeStats()
+    engine = AttributionEngine(window=config.jitter)
+    stats.join = engine.stats
+    records = _RecordFeed(config, engine, stats)
+    streams = [
+        _time_ordered(_parsed_lines(index, source, log_format), config.jitter, stats)
+        for index, source in enumerate(config.sources)
+    ]
+    servers = [source.server for source in config.sources]
+    write = output.write
+    for _, index, _, text, parsed in heapq.merge(*streams):
+        stats.lines += 1
+        if parsed is None or parsed.time is None:
+            stats.malformed += 1
+        else:
+            records.feed_until(parsed.time + config.jitter)
+            engine.advance(parsed.time)
+            client = engine.match(
+                servers[index], parsed.request_key(), parsed.time, parsed.remote_port
+            ).client
+            if client is None and config.unmatched == "server":
+                client = servers[index]
+            if client is not None:
+                text = parsed.with_client(client)
+        # A last line without a newline must not glue onto the next one.
+        write(text if text.endswith("\n") else text + "\n")
+    stats.records_unused = stats.join.records_expired + engine.pending_records
+    stats.offsets = {server: engine.offset(server).median for server in servers}
+    return stats

@@ -1,0 +1,90 @@
+import gzip
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pentools.core.accesslog import LogFormat, parse_clf_time, read_lines, unescape
+from pentools.core.errors import InputFileError, LogFormatError
+
+COMBINED_LINE = (
+    '10.0.0.254 - frank [10/Oct/2000:13:55:36 -0700] "GET /a\\"b.gif?x=1 HTTP/1.0" 200 2326 '
+    '"http://example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"\n'
+)
+
+
+def test_combined_without_naming_it() -> None:
+    line = LogFormat().parse(COMBINED_LINE)
+    assert line is not None
+    assert line.client == "10.0.0.254"
+    assert line.time == 971211336.0  # 20:55:36 UTC
+    assert line.request_key() == 'GET /a"b.gif?x=1 HTTP/1.0'
+    assert line.with_client("2001:db8::1") == COMBINED_LINE.replace("10.0.0.254", "2001:db8::1", 1)
+
+
+def test_common_and_user_with_spaces() -> None:
+    line = LogFormat().parse('::1 - John Smith [01/Jan/2024:00:00:00 +0000] "GET / HTTP/1.1" 200 -')
+    assert line is not None and line.client == "::1" and line.time == 1704067200.0
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "",
+        "\x00\x01\x02 binary",
+        'x - - [32/Foo/2024:00:00:00 +0000] "GET / HTTP/1.1" 200 1',
+        '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1',
+    ],
+)
+def test_junk_is_not_parsed(junk: str) -> None:
+    assert LogFormat().parse(junk) is None
+
+
+def test_any_logformat_through_apachelogs() -> None:
+    log_format = LogFormat('%a %{%Y-%m-%d %H:%M:%S %z}t "%r" %>s %{remote}p')
+    line = log_format.parse('2001:db8::5 2024-01-01 01:00:00 +0100 "GET /x HTTP/1.1" 200 51234')
+    assert line is not None
+    assert (line.client, line.time, line.remote_port) == ("2001:db8::5", 1704067200.0, 51234)
+    assert (
+        LogFormat("combined_port").parse(COMBINED_LINE.rstrip("\n") + " 4000").remote_port == 4000
+    )
+
+
+def test_unusable_formats() -> None:
+    with pytest.raises(LogFormatError):
+        LogFormat("%Z nonsense %{")
+    with pytest.raises(LogFormatError):
+        LogFormat("%t %r")  # no client field
+
+
+def test_time_is_locale_and_zone_independent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    assert parse_clf_time("[01/Mar/2024:12:00:00 +0530]") == 1709274600.0
+    with pytest.raises(ValueError):
+        parse_clf_time("01/Mrz/2024:12:00:00 +0000")
+
+
+def test_unescape() -> None:
+    assert unescape(r"a\"b\\c\x41\n") == 'a"b\\cA\n'
+
+
+def test_read_lines_keeps_every_byte(tmp_path: Path) -> None:
+    data = b"caf\xc3\xa9 \xff\r\nlone\rcarriage\nlast-without-newline"
+    (tmp_path / "log").write_bytes(data)
+    with gzip.open(tmp_path / "log.gz", "wb") as packed:
+        packed.write(data)
+    for name in ("log", "log.gz"):
+        lines = list(read_lines(str(tmp_path / name)))
+        assert len(lines) == 3
+        assert "".join(lines).encode("latin-1") == data
+    with pytest.raises(InputFileError):
+        list(read_lines(str(tmp_path / "missing")))
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=300))
+def test_parse_never_raises_and_replacement_keeps_the_rest(text: str) -> None:
+    line = LogFormat().parse(text)
+    if line is not None:
+        replaced = line.with_client("192.0.2.1")
+        assert replaced[len("192.0.2.1") :] == text[line.end :]

@@ -1,0 +1,107 @@
+"""The join engine, driven event by event (no files, no sockets)."""
+
+from pentools.core.attribution import AttributionEngine, ClockOffset, Outcome
+from pentools.core.records import BalancerRecord
+
+SERVER = "10.0.0.1"
+GET = "GET / HTTP/1.1"
+
+
+def record(client: str, time: float, request: str = GET, port: int | None = None) -> BalancerRecord:
+    return BalancerRecord(client, SERVER, request, time, port)
+
+
+def test_each_record_is_used_once() -> None:
+    engine = AttributionEngine(window=60)
+    engine.add_record(record("192.0.2.1", 100))
+    assert engine.match(SERVER, GET, 100).client == "192.0.2.1"
+    second = engine.match(SERVER, GET, 100)
+    assert second == second.__class__(None, Outcome.UNMATCHED)
+    assert engine.stats.matched == 1 and engine.stats.unmatched == 1
+
+
+def test_nearest_in_time_within_the_window() -> None:
+    engine = AttributionEngine(window=60)
+    for client, time in (("192.0.2.1", 100), ("192.0.2.2", 130), ("192.0.2.3", 300)):
+        engine.add_record(record(client, time))
+    assert engine.match(SERVER, GET, 128).client == "192.0.2.2"
+    assert engine.match(SERVER, GET, 235).client is None  # 300 is 65 away, 100 is 135
+    assert engine.match(SERVER, GET, 299).client == "192.0.2.3"
+
+
+def test_keys_are_server_and_request() -> None:
+    engine = AttributionEngine(window=60)
+    engine.add_record(record("192.0.2.1", 100, "GET /a HTTP/1.1"))
+    engine.add_record(BalancerRecord("192.0.2.2", "10.0.0.2", GET, 100))
+    assert engine.match(SERVER, GET, 100).client is None
+    assert engine.match("10.0.0.2", GET, 100).client == "192.0.2.2"
+    assert not engine.has_candidates(SERVER, GET)
+    assert engine.has_candidates(SERVER, "GET /a HTTP/1.1")
+
+
+def test_learned_offset_gives_first_in_first_out_within_the_band() -> None:
+    """A backend 2 s ahead: once learned, same-second repeats keep the balancer's order."""
+    engine = AttributionEngine(window=600)
+    time = 1000.0
+    for index in range(ClockOffset.MIN_SAMPLES + 4):  # unique requests teach the offset
+        request = f"GET /unique/{index} HTTP/1.1"
+        engine.add_record(record("198.51.100.9", time + index * 10, request))
+        assert engine.match(SERVER, request, time + index * 10 + 2).outcome is Outcome.MATCHED
+    assert engine.offset(SERVER).median == 2.0
+    base = time + 500
+    clients = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    for client in clients:
+        engine.add_record(record(client, base))
+    # Nearest-in-time alone would pick any of the three; FIFO keeps the order.
+    results = [engine.match(SERVER, GET, base + 2) for _ in clients]
+    assert [r.client for r in results] == clients
+    assert [r.outcome for r in results] == [Outcome.AMBIGUOUS, Outcome.AMBIGUOUS, Outcome.MATCHED]
+
+
+def test_band_keeps_a_lost_line_from_shifting_the_rest() -> None:
+    engine = AttributionEngine(window=600)
+    for index in range(ClockOffset.MIN_SAMPLES):
+        request = f"GET /u/{index} HTTP/1.1"
+        engine.add_record(record("198.51.100.9", index * 10, request))
+        engine.match(SERVER, request, index * 10)
+    engine.add_record(record("192.0.2.1", 400))  # its line was never logged
+    engine.add_record(record("192.0.2.2", 450))
+    assert engine.match(SERVER, GET, 450).client == "192.0.2.2"
+
+
+def test_same_client_candidates_are_not_ambiguous() -> None:
+    engine = AttributionEngine(window=60)
+    engine.add_record(record("192.0.2.1", 100))
+    engine.add_record(record("192.0.2.1", 100))
+    assert engine.match(SERVER, GET, 100).outcome is Outcome.MATCHED
+
+
+def test_exact_join_on_the_upstream_port() -> None:
+    engine = AttributionEngine(window=60)
+    engine.add_record(record("192.0.2.1", 100, port=40001))
+    engine.add_record(record("192.0.2.2", 100, port=40002))
+    second = engine.match(SERVER, GET, 100, remote_port=40002)
+    first = engine.match(SERVER, GET, 100, remote_port=40001)
+    assert (second.client, second.outcome) == ("192.0.2.2", Outcome.EXACT)
+    assert (first.client, first.outcome) == ("192.0.2.1", Outcome.EXACT)
+    assert engine.stats.exact == 2
+
+
+def test_expiry_counts_unused_records_and_frees_them() -> None:
+    engine = AttributionEngine(window=10)
+    engine.add_record(record("192.0.2.1", 100))
+    engine.add_record(record("192.0.2.2", 105, "GET /b HTTP/1.1"))
+    engine.match(SERVER, "GET /b HTTP/1.1", 105)
+    engine.add_record(record("192.0.2.3", 200))
+    engine.advance(150)
+    assert engine.stats.records_expired == 1
+    assert engine.pending_records == 1
+    assert engine.match(SERVER, GET, 200).client == "192.0.2.3"
+
+
+def test_out_of_order_records_are_kept_sorted() -> None:
+    engine = AttributionEngine(window=5)
+    engine.add_record(record("192.0.2.2", 110))
+    engine.add_record(record("192.0.2.1", 100))
+    assert engine.match(SERVER, GET, 101).client == "192.0.2.1"
+    assert engine.match(SERVER, GET, 111).client == "192.0.2.2"
