@@ -44,11 +44,13 @@ NAMED_FORMATS = {
 
 #: Common, combined and their extensions: the host, identd and user fields
 #: (the user may hold spaces), the time in brackets, the quoted request with
-#: Apache's backslash escapes; whatever follows is not needed for the join.
+#: Apache's backslash escapes, then status and size, then (combined) the
+#: referrer and the user agent; whatever follows is not needed.
 _CLF_PREFIX = re.compile(
     r"(?P<client>[^ ]+) [^ ]+ .*?"
     r"\[(?P<time>\d\d/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "
-    r'"(?P<request>(?:[^"\\]|\\.)*)"(?: |$)'
+    r'"(?P<request>(?:[^"\\]|\\.)*)"'
+    r'(?:$| [^ ]+ [^ ]+(?: "(?:[^"\\]|\\.)*" "(?P<agent>(?:[^"\\]|\\.)*)")?)'
 )
 
 #: Locale-independent month names of ``%t`` (never ``strptime('%b')``).
@@ -72,7 +74,8 @@ class AccessLine:
     """The fields of one access-log line that the tools need.
 
     `start` and `end` delimit the client field in `text`; `time` is Unix time
-    (from the logged time and its zone), or None when the format has none.
+    (from the logged time and its zone), or None when the format has none;
+    `agent` is the User-Agent when the format logs it.
     """
 
     text: str
@@ -81,6 +84,7 @@ class AccessLine:
     time: float | None
     request: str
     remote_port: int | None
+    agent: str | None = None
 
     @property
     def client(self) -> str:
@@ -158,11 +162,13 @@ class LogFormat:
         self._plain_time_group: int | None = None
         self._request_group: int | None = None
         self._port_group: int | None = None
+        self._agent_group: int | None = None
         if self.text is None:
             self._regex = _CLF_PREFIX
             self._client_group = self._regex.groupindex["client"]
             self._plain_time_group = self._regex.groupindex["time"]
             self._request_group = self._regex.groupindex["request"]
+            self._agent_group = self._regex.groupindex["agent"]
             self._full_match = False
             return
         try:
@@ -179,6 +185,8 @@ class LogFormat:
                 self._request_group = index
             elif directive == "%{remote}p":
                 self._port_group = index
+            elif directive.lower() == "%{user-agent}i":
+                self._agent_group = index
             elif isinstance(name, tuple) and name[0] == "request_time_fields":
                 self._time_groups.append((index, name[1], converter))
         if client_group is None:
@@ -211,7 +219,8 @@ class LogFormat:
             port_text = match.group(self._port_group)
             port = int(port_text) if port_text and port_text.isdigit() else None
         start, end = match.span(self._client_group)
-        return AccessLine(text, start, end, time, request or "", port)
+        agent = match.group(self._agent_group) if self._agent_group else None
+        return AccessLine(text, start, end, time, request or "", port, agent)
 
     def _time(self, match: re.Match[str]) -> float | None:
         if self._plain_time_group is not None:

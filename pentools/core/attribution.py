@@ -15,7 +15,12 @@ The rule, for a line from server S with request key R at time t:
    record inside that expected band: first in, first out, which keeps the
    order the balancer saw within a second; if none is in the band, or the
    band is not known yet, take the record nearest to the expected time
-   (the oldest on a tie).
+   (the oldest on a tie).  When the line has a *fingerprint* (what a client
+   keeps from request to request: its User-Agent), candidates whose client
+   was confidently seen with another fingerprint are passed over, if any
+   other is in the band; and among the records stamped in the same second
+   (``resolution``) as the first that fits, whose order says little, a
+   client seen with this very fingerprint goes first.
 3. Each record is consumed by at most one line.  A line matched while other
    candidates with a different client were also plausible is *ambiguous*.
 """
@@ -159,14 +164,20 @@ class AttributionEngine:
     """Attributes backend log lines to the balancer records that caused them.
 
     `window` bounds how far apart a record and its line may be in time;
-    `slack` widens the learned band (1 s for one-second time stamps).
+    `slack` widens the learned band (1 s for one-second time stamps);
+    records less than `resolution` apart count as simultaneous.
     """
 
     window: float = 600.0
     slack: float = 1.0
+    resolution: float = 1.0
     stats: AttributionStats = field(default_factory=AttributionStats)
 
+    #: How many clients' fingerprints to remember (least recently seen forgotten).
+    MAX_FINGERPRINTS = 200_000
+
     def __post_init__(self) -> None:
+        self._fingerprints: dict[str, str] = {}
         self._queues: dict[tuple[str, str], _KeyQueue] = {}
         self._by_port: dict[tuple[str, int, str], list[_Pending]] = {}
         self._offsets: dict[str, ClockOffset] = {}
@@ -209,9 +220,19 @@ class AttributionEngine:
         return queue is not None and queue.live > 0
 
     def match(
-        self, server: str, request: str, time: float, remote_port: int | None = None
+        self,
+        server: str,
+        request: str,
+        time: float,
+        remote_port: int | None = None,
+        fingerprint: str | None = None,
     ) -> Attribution:
-        """Attribute one line of `server` with request key `request` logged at `time`."""
+        """Attribute one line of `server` with request key `request` logged at `time`.
+
+        `remote_port` is the balancer's upstream port if the backend logged it;
+        `fingerprint` what identifies a client across its requests (its
+        User-Agent), if the backend logged it.
+        """
         self.stats.lines += 1
         queue = self._queues.get((server, request))
         if queue is None or queue.live == 0:
@@ -223,9 +244,19 @@ class AttributionEngine:
             if exact is not None:
                 queue.consume(exact)
                 offset.add(time - exact.time)
+                self._remember(exact.client, fingerprint)
                 self.stats.exact += 1
                 return Attribution(exact.client, Outcome.EXACT)
-        return self._match_in_queue(queue, offset, time)
+        return self._match_in_queue(queue, offset, time, fingerprint)
+
+    def _remember(self, client: str, fingerprint: str | None) -> None:
+        if fingerprint is None:
+            return
+        fingerprints = self._fingerprints
+        fingerprints.pop(client, None)  # re-inserted last: the most recently seen
+        fingerprints[client] = fingerprint
+        if len(fingerprints) > self.MAX_FINGERPRINTS:
+            del fingerprints[next(iter(fingerprints))]
 
     def _exact(self, server: str, port: int, request: str, expected: float) -> _Pending | None:
         candidates = self._by_port.get((server, port, request))
@@ -240,35 +271,65 @@ class AttributionEngine:
         best = min(live, key=lambda p: abs(p.time - expected))
         return best if abs(best.time - expected) <= self.window else None
 
-    def _match_in_queue(self, queue: _KeyQueue, offset: ClockOffset, time: float) -> Attribution:
-        times, records = queue.times, queue.records
+    def _match_in_queue(
+        self, queue: _KeyQueue, offset: ClockOffset, time: float, fingerprint: str | None
+    ) -> Attribution:
+        records = queue.records
         chosen_index = -1
         band = offset.band
         if band is not None:
             low = max(time - band[1], time - self.window)
             high = min(time - band[0], time + self.window)
-            index = bisect_left(times, low, queue.head)
-            while index < len(times) and times[index] <= high:
-                if not records[index].consumed:
-                    chosen_index = index
-                    break
-                index += 1
+            chosen_index = self._first_in_band(queue, low, high, fingerprint)
         if chosen_index < 0:
             chosen_index = self._nearest(queue, time - offset.median)
         if chosen_index < 0:
             self.stats.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
         chosen = records[chosen_index]
-        self._learn(queue, offset, time, chosen)
+        if self._is_unique(queue, time):
+            offset.add(time - chosen.time)
+            self._remember(chosen.client, fingerprint)
         if band is None:  # plausible: as close to the chosen one as the time resolution
             low, high = chosen.time - self.slack, chosen.time + self.slack
-        ambiguous = self._other_client_between(queue, chosen, low, high)
+        ambiguous = self._other_client_between(queue, chosen, low, high, fingerprint)
         queue.consume(chosen)
         if ambiguous:
             self.stats.ambiguous += 1
             return Attribution(chosen.client, Outcome.AMBIGUOUS)
         self.stats.matched += 1
         return Attribution(chosen.client, Outcome.MATCHED)
+
+    def _first_in_band(
+        self, queue: _KeyQueue, low: float, high: float, fingerprint: str | None
+    ) -> int:
+        """The oldest unconsumed record in [low, high] whose client's fingerprint fits.
+
+        A different fingerprint is evidence against a client; the same one is
+        evidence for it, weighed only among simultaneous records, since a
+        popular browser's fingerprint is shared by many clients.  If every
+        candidate is against, the oldest is taken all the same.
+        """
+        times, records = queue.times, queue.records
+        known = self._fingerprints
+        first = fitting = -1
+        index = bisect_left(times, low, queue.head)
+        while index < len(times) and times[index] <= high:
+            pending = records[index]
+            if not pending.consumed:
+                if fingerprint is None:
+                    return index
+                if fitting >= 0 and times[index] >= times[fitting] + self.resolution:
+                    return fitting
+                seen = known.get(pending.client)
+                if seen == fingerprint:
+                    return index
+                if seen is None and fitting < 0:
+                    fitting = index
+                if first < 0:
+                    first = index
+            index += 1
+        return fitting if fitting >= 0 else first
 
     def _nearest(self, queue: _KeyQueue, expected: float) -> int:
         """Index of the unconsumed record nearest to `expected` within the window, or -1."""
@@ -290,22 +351,34 @@ class AttributionEngine:
             index += 1
         return best
 
-    def _learn(self, queue: _KeyQueue, offset: ClockOffset, time: float, chosen: _Pending) -> None:
-        """Learn the server's offset from a line whose key had one record in the window."""
+    def _is_unique(self, queue: _KeyQueue, time: float) -> bool:
+        """True if the line's key had a single record, used or not, in its window.
+
+        Only such matches teach the engine (a clock offset, a client's
+        fingerprint): learning from guesses would let one error breed more.
+        """
         times = queue.times
         first = bisect_left(times, time - self.window, queue.head)
-        if first + 1 == len(times) or times[first + 1] > time + self.window:
-            offset.add(time - chosen.time)
+        return first + 1 == len(times) or times[first + 1] > time + self.window
 
     def _other_client_between(
-        self, queue: _KeyQueue, chosen: _Pending, low: float, high: float
+        self,
+        queue: _KeyQueue,
+        chosen: _Pending,
+        low: float,
+        high: float,
+        fingerprint: str | None,
     ) -> bool:
+        """True if another client, not ruled out by its fingerprint, was plausible too."""
         times, records = queue.times, queue.records
+        known = self._fingerprints
         index = bisect_left(times, low, queue.head)
         while index < len(times) and times[index] <= high:
             other = records[index]
             if not other.consumed and other is not chosen and other.client != chosen.client:
-                return True
+                seen = known.get(other.client) if fingerprint is not None else None
+                if seen is None or seen == fingerprint:
+                    return True
             index += 1
         return False
 

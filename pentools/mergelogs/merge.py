@@ -206,7 +206,11 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
             records.feed_until(parsed.time + config.jitter)
             engine.advance(parsed.time)
             client = engine.match(
-                servers[index], parsed.request_key(), parsed.time, parsed.remote_port
+                servers[index],
+                parsed.request_key(),
+                parsed.time,
+                parsed.remote_port,
+                parsed.agent,
             ).client
             if client is None and config.unmatched == "server":
                 client = servers[index]

@@ -105,3 +105,47 @@ def test_out_of_order_records_are_kept_sorted() -> None:
     engine.add_record(record("192.0.2.1", 100))
     assert engine.match(SERVER, GET, 101).client == "192.0.2.1"
     assert engine.match(SERVER, GET, 111).client == "192.0.2.2"
+
+
+def teach(engine: AttributionEngine, client: str, agent: str, time: float) -> None:
+    """A request no one else makes: an unambiguous match that teaches the engine."""
+    request = f"GET /only/{client}/{time} HTTP/1.1"
+    engine.add_record(record(client, time, request))
+    assert engine.match(SERVER, request, time, fingerprint=agent).client == client
+
+
+def learned_engine() -> AttributionEngine:
+    engine = AttributionEngine(window=600)
+    for index in range(ClockOffset.MIN_SAMPLES):
+        teach(engine, f"198.51.100.{index}", "bot", index * 10.0)
+    teach(engine, "192.0.2.1", "Firefox", 300)
+    teach(engine, "192.0.2.2", "Chrome", 301)
+    return engine
+
+
+def test_a_client_seen_with_another_user_agent_is_passed_over() -> None:
+    engine = learned_engine()
+    engine.add_record(record("192.0.2.1", 400))  # Firefox, the oldest
+    engine.add_record(record("192.0.2.3", 401))  # never seen
+    assert engine.match(SERVER, GET, 401, fingerprint="Chrome").client == "192.0.2.3"
+    assert engine.match(SERVER, GET, 401, fingerprint="Firefox").client == "192.0.2.1"
+
+
+def test_the_same_user_agent_wins_among_simultaneous_records_only() -> None:
+    engine = learned_engine()
+    engine.add_record(record("192.0.2.3", 400))  # never seen
+    engine.add_record(record("192.0.2.2", 400))  # Chrome, same second
+    assert engine.match(SERVER, GET, 400, fingerprint="Chrome").client == "192.0.2.2"
+    engine = learned_engine()
+    engine.add_record(record("192.0.2.3", 399))  # a second earlier: order first
+    engine.add_record(record("192.0.2.2", 400))
+    assert engine.match(SERVER, GET, 400, fingerprint="Chrome").client == "192.0.2.3"
+
+
+def test_guesses_teach_nothing() -> None:
+    engine = AttributionEngine(window=600)
+    engine.add_record(record("192.0.2.1", 100))
+    engine.add_record(record("192.0.2.2", 100))
+    engine.match(SERVER, GET, 100, fingerprint="Chrome")
+    assert engine.offset(SERVER).band is None
+    assert engine._fingerprints == {}
