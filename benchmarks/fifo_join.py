@@ -23,7 +23,7 @@ def fifo_join(
     queues: dict[tuple[str, str], deque[tuple[float, str]]] = defaultdict(deque)
     for text in read_lines(pen_log):
         try:
-            record = parse_local(text.encode("latin-1"))
+            record = parse_local(text)
         except RecordError:
             continue
         queues[(record.server, record.request)].append((record.time, record.client))

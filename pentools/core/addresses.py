@@ -21,7 +21,6 @@ class HostPort:
         return format_host_port(self.host, self.port)
 
 
-@lru_cache(maxsize=65536)
 def normalize_ip(text: str) -> str | None:
     """The canonical text of an IP address, or None if `text` is not one.
 
@@ -29,6 +28,18 @@ def normalize_ip(text: str) -> str | None:
     IPv6 (``::ffff:192.0.2.1``, what a dual-stack socket reports) becomes IPv4,
     so that one client or server always compares equal to itself.
     """
+    # Fast path for the common case, a canonical dotted quad: it is called
+    # for every record, and millions of clients would thrash any cache.
+    try:
+        if socket.inet_ntoa(socket.inet_aton(text)) == text and text.count(".") == 3:
+            return text
+    except OSError:
+        pass
+    return _normalize_other(text)
+
+
+@lru_cache(maxsize=65536)
+def _normalize_other(text: str) -> str | None:
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:

@@ -28,6 +28,7 @@ The rule, for a line from server S with request key R at time t:
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections import deque
@@ -179,6 +180,9 @@ class AttributionEngine:
     def __post_init__(self) -> None:
         self._fingerprints: dict[str, str] = {}
         self._queues: dict[tuple[str, str], _KeyQueue] = {}
+        # Every queue once, by the time of its oldest record when pushed: a
+        # sweep visits only the queues that have something to expire.
+        self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._by_port: dict[tuple[str, int, str], list[_Pending]] = {}
         self._offsets: dict[str, ClockOffset] = {}
         self._clients: dict[str, str] = {}  # one string per client address
@@ -204,6 +208,7 @@ class AttributionEngine:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _KeyQueue()
+            heapq.heappush(self._expiry, (record.time, key))
         queue.add(pending)
         if record.upstream_port is not None:
             port_key = (record.server, record.upstream_port, record.request)
@@ -280,7 +285,8 @@ class AttributionEngine:
         if band is not None:
             low = max(time - band[1], time - self.window)
             high = min(time - band[0], time + self.window)
-            chosen_index = self._first_in_band(queue, low, high, fingerprint)
+            start = bisect_left(queue.times, low, queue.head)
+            chosen_index = self._first_in_band(queue, start, high, fingerprint)
         if chosen_index < 0:
             chosen_index = self._nearest(queue, time - offset.median)
         if chosen_index < 0:
@@ -301,7 +307,7 @@ class AttributionEngine:
         return Attribution(chosen.client, Outcome.MATCHED)
 
     def _first_in_band(
-        self, queue: _KeyQueue, low: float, high: float, fingerprint: str | None
+        self, queue: _KeyQueue, start: int, high: float, fingerprint: str | None
     ) -> int:
         """The oldest unconsumed record in [low, high] whose client's fingerprint fits.
 
@@ -313,7 +319,7 @@ class AttributionEngine:
         times, records = queue.times, queue.records
         known = self._fingerprints
         first = fitting = -1
-        index = bisect_left(times, low, queue.head)
+        index = start
         while index < len(times) and times[index] <= high:
             pending = records[index]
             if not pending.consumed:
@@ -386,22 +392,25 @@ class AttributionEngine:
         """Tell the engine the time of the lines has reached `now`.
 
         Records older than ``now - window`` can no longer match; they are
-        dropped in sweeps an eighth of a window apart, which keeps memory
-        bounded by the window at a negligible cost per line.
+        dropped in sweeps a quarter of a window apart, which keeps memory
+        bounded by the window at a small, constant cost per line.
         """
         if now >= self._next_sweep:
             self.expire(now - self.window)
-            self._next_sweep = now + max(self.window / 8, 1.0)
+            self._next_sweep = now + max(self.window / 4, 1.0)
 
     def expire(self, before: float) -> int:
         """Forget records older than `before`; return how many were never used."""
         unused = 0
-        for key in list(self._queues):
-            queue = self._queues[key]
-            if queue.times and queue.times[0] < before:
-                unused += queue.drop_before(before)
-            if queue.live == 0 and (not queue.times or queue.times[-1] < before):
-                del self._queues[key]
+        queues, expiry = self._queues, self._expiry
+        while expiry and expiry[0][0] < before:
+            _, key = heapq.heappop(expiry)
+            queue = queues[key]
+            unused += queue.drop_before(before)
+            if queue.times:
+                heapq.heappush(expiry, (queue.times[0], key))
+            else:
+                del queues[key]
         if self._by_port:
             self._by_port = {
                 key: live

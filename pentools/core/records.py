@@ -68,39 +68,51 @@ class BalancerRecord:
         return f"+ {self.client} {self.server_field()} {self.request}\n".encode()
 
 
-def _parse_server_field(field: str, data: bytes) -> tuple[str, int | None]:
+def _parse_server_field(field: str, line: str) -> tuple[str, int | None]:
     server, sep, port_text = field.partition(_PORT_SEPARATOR)
     port = None
     if sep:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise RecordError(data, f"bad upstream port {port_text!r}")
+            raise _bad(line, f"bad upstream port {port_text!r}")
         port = int(port_text)
     address = normalize_ip(server)
     if address is None:
-        raise RecordError(data, f"server {server!r} is not an IP address")
+        raise _bad(line, f"server {server!r} is not an IP address")
     return address, port
 
 
-def _client(field: str, data: bytes) -> str:
+def _client(field: str, line: str) -> str:
     address = normalize_ip(field)
     if address is None:
-        raise RecordError(data, f"client {field!r} is not an IP address")
+        raise _bad(line, f"client {field!r} is not an IP address")
     return address
 
 
-def parse_local(line: bytes) -> BalancerRecord:
-    """Parse one line of a ``pen -l FILE`` log (trailing newline allowed)."""
-    parts = line.rstrip(b"\r\n").split(b" ", 3)
+def _bad(line: str, reason: str) -> RecordError:
+    return RecordError(line.encode("latin-1"), reason)
+
+
+def _text_request_key(request: str) -> str:
+    """`request_key` of text read as Latin-1 (one character per byte)."""
+    if len(request) <= REQUEST_MAX and request.isascii() and request.isprintable():
+        return request  # the common case, already what pen records
+    return request_key(request.encode("latin-1"))
+
+
+def parse_local(line: bytes | str) -> BalancerRecord:
+    """Parse one line of a ``pen -l FILE`` log (bytes, or text read as Latin-1)."""
+    text = line.decode("latin-1") if isinstance(line, bytes) else line
+    parts = text.rstrip("\r\n").split(" ", 3)
     if len(parts) < 3:
-        raise RecordError(line, "expected CLIENT TIME SERVER REQUEST")
-    client_text, time_text, server_text = (p.decode("latin-1") for p in parts[:3])
+        raise _bad(text, "expected CLIENT TIME SERVER REQUEST")
+    client_text, time_text, server_text = parts[:3]
     try:
         time = float(time_text)
     except ValueError:
-        raise RecordError(line, f"time {time_text!r} is not a number") from None
-    server, port = _parse_server_field(server_text, line)
-    request = request_key(parts[3]) if len(parts) == 4 else ""
-    return BalancerRecord(_client(client_text, line), server, request, time, port)
+        raise _bad(text, f"time {time_text!r} is not a number") from None
+    server, port = _parse_server_field(server_text, text)
+    request = _text_request_key(parts[3]) if len(parts) == 4 else ""
+    return BalancerRecord(_client(client_text, text), server, request, time, port)
 
 
 def is_record_datagram(datagram: bytes) -> bool:
@@ -110,10 +122,10 @@ def is_record_datagram(datagram: bytes) -> bool:
 
 def parse_datagram(datagram: bytes, arrival_time: float) -> BalancerRecord:
     """Parse a ``+ CLIENT SERVER REQUEST`` datagram received at `arrival_time`."""
-    parts = datagram.rstrip(b"\r\n").split(b" ", 3)
-    if len(parts) < 3 or parts[0] != b"+":
-        raise RecordError(datagram, "expected + CLIENT SERVER REQUEST")
-    client_text, server_text = (p.decode("latin-1") for p in parts[1:3])
-    server, port = _parse_server_field(server_text, datagram)
-    request = request_key(parts[3]) if len(parts) == 4 else ""
-    return BalancerRecord(_client(client_text, datagram), server, request, arrival_time, port)
+    text = datagram.decode("latin-1")
+    parts = text.rstrip("\r\n").split(" ", 3)
+    if len(parts) < 3 or parts[0] != "+":
+        raise _bad(text, "expected + CLIENT SERVER REQUEST")
+    server, port = _parse_server_field(parts[2], text)
+    request = _text_request_key(parts[3]) if len(parts) == 4 else ""
+    return BalancerRecord(_client(parts[1], text), server, request, arrival_time, port)

@@ -158,7 +158,7 @@ class _RecordFeed:
     def _read(self) -> BalancerRecord | None:
         for text in self._lines:
             try:
-                record = parse_local(text.encode("latin-1"))
+                record = parse_local(text)
             except RecordError:
                 self._stats.records_malformed += 1
                 continue
@@ -198,19 +198,19 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
     ]
     servers = [source.server for source in config.sources]
     write = output.write
+    fed_until = -math.inf
     for _, index, _, text, parsed in heapq.merge(*streams):
         stats.lines += 1
         if parsed is None or parsed.time is None:
             stats.malformed += 1
         else:
-            records.feed_until(parsed.time + config.jitter)
-            engine.advance(parsed.time)
+            time = parsed.time
+            if time != fed_until:  # time stamps repeat within a second: once per change
+                fed_until = time
+                records.feed_until(time + config.jitter)
+                engine.advance(time)
             client = engine.match(
-                servers[index],
-                parsed.request_key(),
-                parsed.time,
-                parsed.remote_port,
-                parsed.agent,
+                servers[index], parsed.request_key(), time, parsed.remote_port, parsed.agent
             ).client
             if client is None and config.unmatched == "server":
                 client = servers[index]
