@@ -970,7 +970,15 @@ def main(
     no_events: bool,
     out: Path,
 ) -> None:
-    """Generate a deterministic load-balanced web farm: pen.log, backend logs and the truth."""
+    """Generate a deterministic load-balanced web farm with its ground truth.
+
+    Writes into --out: pen.log (the balancer's records, forwarding order),
+    access_log.SERVER per backend (combined; --extended adds the upstream
+    port), truth.tsv (server, line, true client), events.tsv (every record and
+    line as the datagram it would be, in time order, for the UDP path) and
+    farm.json (parameters, clock offsets, zones, counts).  The same options
+    give the same bytes.
+    """
     try:
         config = FarmConfig(
             out=out,
