@@ -126,6 +126,10 @@ def zone_seconds(zone: str) -> int:
     return -seconds if zone.startswith("-") else seconds
 
 
+class FarmError(ValueError):
+    """A farm that cannot be simulated as configured."""
+
+
 @dataclass
 class ServerSummary:
     address: str
@@ -144,6 +148,7 @@ class FarmSummary:
     servers: list[ServerSummary]
     start: int
     duration: float = 0.0
+    rate_achieved: float = 0.0
     requests: int = 0
     records: int = 0
     body_records: int = 0
@@ -547,17 +552,21 @@ class _Farm:
         span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
         port = self.cursor[server]
         fallback = None
-        for _ in range(256):
+        for attempt in range(span):
             port = EPHEMERAL_LOW + (port + 1 - EPHEMERAL_LOW) % span
             busy_until = free_at.get(port, 0.0)
             if busy_until <= now:
                 break
             if fallback is None and busy_until != math.inf:
                 fallback = port  # in TIME_WAIT: reusable, as with tcp_tw_reuse
+            if attempt >= 256 and fallback is not None:
+                port = fallback
+                break
         else:
-            if fallback is None:
-                raise RuntimeError("no free ephemeral port: rate too high for one balancer")
-            port = fallback
+            raise FarmError(
+                f"more than {span} connections open to one backend at once: "
+                "lower --rate or add --servers"
+            )
         self.cursor[server] = port
         free_at[port] = math.inf
         return port
@@ -809,6 +818,7 @@ class _Farm:
                 if remaining > 0:
                     self._push(now + rng.expovariate(self.connection_rate), _CONNECT, None)
         self.summary.duration = round(last, 6)
+        self.summary.rate_achieved = round(self.summary.requests / max(last, 1e-9), 3)
 
     def _serve(self, now: float, connection: _Connection, follow_up: bool) -> None:
         """pen forwards one request on `connection` at `now`; the backend answers later."""
@@ -1002,6 +1012,8 @@ def main(
         summary = generate_farm(config)
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
+    except FarmError as exc:
+        raise click.ClickException(str(exc)) from None
     elapsed = time.perf_counter() - began
     lines = sum(server.lines for server in summary.servers)
     print(
