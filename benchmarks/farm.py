@@ -35,7 +35,7 @@ import re
 import string
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -923,6 +923,38 @@ def _long_tracking(rng: random.Random) -> str:
 def generate_farm(config: FarmConfig) -> FarmSummary:
     """Generate the farm described by `config` into ``config.out``; return its summary."""
     return _Farm(config).run(Path(config.out))
+
+
+def load_truth(out: Path) -> dict[tuple[str, int], str]:
+    """truth.tsv of a generated farm: (server, 1-based line number) -> true client."""
+    truth: dict[tuple[str, int], str] = {}
+    with open(Path(out) / "truth.tsv", encoding="ascii") as rows:
+        next(rows)  # the header
+        for row in rows:
+            server, number, client = row.rstrip("\n").split("\t")
+            truth[(server, int(number))] = client
+    return truth
+
+
+@dataclass(frozen=True, slots=True)
+class FarmEvent:
+    """One datagram of the UDP path: `client` is the truth for a line, None for a record."""
+
+    time: float
+    source: str
+    payload: bytes
+    client: str | None
+
+
+def read_events(out: Path) -> Iterator[FarmEvent]:
+    """events.tsv of a generated farm, in order (streamed)."""
+    with open(Path(out) / "events.tsv", encoding="latin-1", newline="\n") as rows:
+        next(rows)  # the header
+        for row in rows:
+            when, source, payload, client = row.rstrip("\n").split("\t")
+            yield FarmEvent(
+                float(when), source, payload.encode("latin-1"), None if client == "-" else client
+            )
 
 
 # ------------------------------------------------------------------------------ cli

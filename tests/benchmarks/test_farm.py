@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.farm import FarmConfig, generate_farm
+from benchmarks.farm import FarmConfig, generate_farm, load_truth, read_events
 from pentools.core.accesslog import LogFormat
 from pentools.core.records import REQUEST_MAX, parse_datagram, parse_local, request_key
 from tests.conftest import REPO_ROOT, SAMPLE_LOGS, tool_env
@@ -225,6 +225,15 @@ def test_events_are_the_farm_in_global_time_order(classic: Path) -> None:
     assert [(r.client, r.request) for r in record_events] == [
         (r.client, r.request) for r in _records(classic)
     ]
+
+
+def test_readers_for_benchmarks(classic: Path) -> None:
+    truth = _truth(classic)
+    assert load_truth(classic) == {(s, n): c for s, n, c in truth}
+    events = list(read_events(classic))
+    lines = [e for e in events if e.client is not None]
+    assert [(e.source, e.client) for e in lines] == [(s, c) for s, _n, c in truth]
+    assert all(e.payload.startswith(b"+ ") for e in events if e.client is None)
 
 
 def test_body_chunk_records_are_what_pen_writes(classic: Path) -> None:
