@@ -254,8 +254,10 @@ def test_sample_logs_are_a_fresh_generation(tmp_path: Path) -> None:
     out_index = argv.index("--out") + 1
     assert argv[out_index] == "sample_logs"
     argv[out_index] = str(tmp_path / "fresh")
+    # Another local zone and locale must not change a byte.
+    env = tool_env(TZ="America/New_York", LC_ALL="C.UTF-8", LANG="de_DE.UTF-8")
     result = subprocess.run(
-        [sys.executable, *argv[1:]], cwd=REPO_ROOT, env=tool_env(), capture_output=True
+        [sys.executable, *argv[1:]], cwd=REPO_ROOT, env=env, capture_output=True
     )
     assert result.returncode == 0, result.stderr
     for name in FILES:
