@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import socket
 import subprocess
 import threading
@@ -118,6 +119,7 @@ class HostileResponder(threading.Thread):
         self.behaviours = {dns.reversename.from_address(a): b for a, b in behaviours.items()}
         self.queries: list[str] = []
         self.stopping = threading.Event()
+        self._due: list[tuple[float, int, bytes, tuple[str, int]]] = []  # a heap of delayed replies
 
     @property
     def nameserver(self) -> str:
@@ -125,6 +127,12 @@ class HostileResponder(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            now = time.monotonic()
+            while self._due and self._due[0][0] <= now:
+                _, _, wire, peer = heapq.heappop(self._due)
+                self.socket.sendto(wire, peer)
+            wait = min(0.1, self._due[0][0] - now) if self._due else 0.1
+            self.socket.settimeout(max(wait, 0.001))
             try:
                 data, peer = self.socket.recvfrom(4096)
             except TimeoutError:
@@ -138,13 +146,10 @@ class HostileResponder(threading.Thread):
             replies = behaviour(query) if behaviour else [(0.0, nxdomain(query))]
             for delay, wire in replies or []:
                 if delay:
-                    threading.Timer(delay, self._send, (wire, peer)).start()
+                    due = (time.monotonic() + delay, len(self.queries), wire, peer)
+                    heapq.heappush(self._due, due)
                 else:
-                    self._send(wire, peer)
-
-    def _send(self, wire: bytes, peer: tuple[str, int]) -> None:
-        if not self.stopping.is_set():
-            self.socket.sendto(wire, peer)
+                    self.socket.sendto(wire, peer)
 
     def stop(self) -> None:
         self.stopping.set()
