@@ -145,7 +145,8 @@ def bench(name: str, log: Path, server: str, resolv_conf: Path, runs: int) -> No
         theirs.append(timed(logresolve_argv(resolv_conf), log, theirs_out))
         mine.append(timed(webresolve_argv(server), log, ours_out))
     agree, disagree, one_sided = compare(log, ours_out, theirs_out)
-    lines = sum(1 for _ in open(log, "rb"))
+    with open(log, "rb") as stream:
+        lines = sum(1 for _ in stream)
     print(
         f"\n{name}: {lines} lines, {len(distinct_addresses(log))} distinct addresses, {runs} runs"
     )
@@ -205,7 +206,7 @@ def main() -> None:
                     "--log-facility=/dev/null",
                     f"--pid-file={work / 'dnsmasq.pid'}",
                 ],
-            )  # fmt: skip
+            )
         )
         processes.append(
             subprocess.Popen(
@@ -221,7 +222,7 @@ def main() -> None:
                     str(args.latency),
                 ],
                 cwd=ROOT,
-            )  # fmt: skip
+            )
         )
         wait_for_dns(DNSMASQ_ADDRESS)
         wait_for_dns(DELAY_ADDRESS)
