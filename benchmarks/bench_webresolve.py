@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,21 +118,25 @@ def webresolve_argv(server: str) -> list[str]:
 
 
 def compare(original: Path, ours: Path, theirs: Path) -> tuple[int, int, int]:
-    """Lines both resolved and agree on, lines both resolved and disagree, lines only one did."""
-    agree = disagree = one_sided = 0
-    with open(original, "rb") as a, open(ours, "rb") as b, open(theirs, "rb") as c:
-        # logresolve drops empty lines (we keep them): compare the others.
-        def kept(lines: Iterable[bytes]) -> Iterator[bytes]:
-            return (line for line in lines if line.strip())
+    """Lines both resolved and agree on, lines both resolved and disagree, lines only one did.
 
-        for line, mine, other in zip(kept(a), kept(b), kept(c), strict=False):
-            if mine != line and other != line:
-                if mine == other:
-                    agree += 1
-                else:
-                    disagree += 1
-            elif mine != other:
-                one_sided += 1
+    Lines are paired by everything after the first field, because logresolve
+    drops empty lines and merges a line holding a NUL byte with the next one.
+    """
+
+    def by_rest(path: Path) -> dict[bytes, bytes]:
+        with open(path, "rb") as stream:
+            return {line[line.find(b" ") :]: line[: line.find(b" ")] for line in stream}
+
+    before, mine, other = by_rest(original), by_rest(ours), by_rest(theirs)
+    agree = disagree = one_sided = 0
+    for rest, address in before.items():
+        name, their_name = mine.get(rest, address), other.get(rest, address)
+        if name != address and their_name != address:
+            agree += name == their_name
+            disagree += name != their_name
+        elif name != their_name:
+            one_sided += 1
     return agree, disagree, one_sided
 
 
