@@ -245,6 +245,18 @@ class LogFormat:
         return moment.timestamp()
 
 
+def first_field_end(line: str) -> int:
+    """Where the first field of a line ends: at its first space, else before its line end.
+
+    The first field of an access log is the client (``%h``) in every common
+    format; tools that only replace it need no LogFormat.
+    """
+    end = line.find(" ")
+    if end >= 0:
+        return end
+    return len(line.rstrip("\r\n"))
+
+
 def open_binary(path: str) -> IO[bytes]:
     """Open a log for reading as bytes: ``-`` is stdin, ``.gz`` is decompressed."""
     if path == "-":

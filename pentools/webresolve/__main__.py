@@ -1,0 +1,3 @@
+from pentools.webresolve.cli import main
+
+main()

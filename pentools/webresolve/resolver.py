@@ -1,0 +1,357 @@
+"""Many PTR look-ups in flight on a few UDP sockets, with dnspython's message layer.
+
+dnspython's stock resolvers spend most of their time per look-up in
+bookkeeping (one socket, one task and one timer per query); here queries are
+built with ``dns.message.make_query``, sent on a few non-blocking sockets
+(each with a large receive buffer, since the answers to hundreds of queries
+arrive in bursts), and answers are matched back by query id and question.
+Each attempt has a time-out; a failed attempt is retried on the next name
+server. With ``confirm`` the name found is looked up forward (A or AAAA) and
+kept only if it leads back to the same address.
+
+`Resolver` is driven from outside: `submit` addresses, then `poll` for
+finished answers. It never blocks longer than the time-out given to `poll`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import random
+import selectors
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+from pentools.core.addresses import HostPort, normalize_ip, parse_host_port
+from pentools.core.errors import AddressError
+from pentools.webresolve.hostnames import host_name_from_labels
+
+#: What the kernel is asked for per socket; it grants up to net.core.rmem_max
+#: (4 MiB here) unless we are root, when SO_RCVBUFFORCE goes beyond.
+RECEIVE_BUFFER = 8 * 1024 * 1024
+MAX_DATAGRAM = 65535
+
+
+class Status(enum.StrEnum):
+    """How the look-up of one address ended."""
+
+    RESOLVED = "resolved"  # a valid PTR name (not checked forward)
+    CONFIRMED = "confirmed"  # a valid PTR name that resolves back to the address
+    MISMATCH = "mismatch"  # a valid PTR name that does not resolve back
+    NOT_FOUND = "not-found"  # NXDOMAIN or no PTR record
+    INVALID = "invalid"  # a PTR answer that is not a safe host name
+    TIMEOUT = "timeout"  # no answer after every retry
+    FAILED = "failed"  # SERVFAIL, REFUSED or a malformed answer, after every retry
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The outcome of one look-up; `ttl` is how long it may be cached (seconds)."""
+
+    status: Status
+    name: str | None
+    ttl: int
+
+    def host_name(self, *, confirm: bool) -> str | None:
+        """The name to write into the log, or None to keep the address."""
+        if self.status is Status.CONFIRMED:
+            return self.name
+        if not confirm and self.status in (Status.RESOLVED, Status.MISMATCH):
+            return self.name
+        return None
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    nameservers: tuple[HostPort, ...]
+    concurrency: int = 500
+    timeout: float = 2.0
+    retries: int = 2
+    confirm: bool = False
+    sockets_per_server: int = 2
+
+
+def system_nameservers() -> tuple[HostPort, ...]:
+    """The name servers of /etc/resolv.conf."""
+    try:
+        system = dns.resolver.Resolver(configure=True)
+    except dns.exception.DNSException as exc:
+        raise AddressError("/etc/resolv.conf", f"no usable name server: {exc}") from None
+    servers = tuple(HostPort(str(server), int(system.port)) for server in system.nameservers)
+    if not servers:
+        raise AddressError("/etc/resolv.conf", "no name server configured")
+    return servers
+
+
+def parse_nameserver(text: str) -> HostPort:
+    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address; port 53 by default."""
+    server = parse_host_port(text, default_port=53)
+    address = normalize_ip(server.host)
+    if address is None:
+        raise AddressError(text, "a name server must be given as an IP address")
+    return HostPort(address, server.port)
+
+
+class _Lookup:
+    """One address on its way: the PTR query, then perhaps the forward one."""
+
+    __slots__ = ("address", "attempts", "name", "qname", "rdtype", "server", "ttl", "wire")
+
+    def __init__(self, address: str, server: int) -> None:
+        self.address = address
+        self.server = server  # index of the name server of the first attempt
+        self.name: str | None = None
+        self.ttl = 0
+        self.attempts = 0
+        self.qname = dns.reversename.from_address(address)
+        self.rdtype = dns.rdatatype.PTR
+        self.wire = dns.message.make_query(self.qname, self.rdtype).to_wire()
+
+
+class _Sent:
+    """One attempt of a query on one socket."""
+
+    __slots__ = ("channel", "deadline", "lookup", "query_id")
+
+    def __init__(self, lookup: _Lookup, channel: _Channel, query_id: int, deadline: float) -> None:
+        self.lookup = lookup
+        self.channel = channel
+        self.query_id = query_id
+        self.deadline = deadline
+
+
+class _Channel:
+    """A connected UDP socket to one name server and its queries in flight by id."""
+
+    __slots__ = ("in_flight", "receive_buffer", "server", "socket")
+
+    def __init__(self, server: HostPort, index: int) -> None:
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        self.server = index
+        self.socket = socket.socket(family, socket.SOCK_DGRAM)
+        self.socket.setblocking(False)
+        self.receive_buffer = _grow_receive_buffer(self.socket)
+        # connect() makes the kernel drop datagrams from any other source.
+        self.socket.connect((server.host, server.port))
+        self.in_flight: dict[int, _Sent] = {}
+
+
+def _grow_receive_buffer(sock: socket.socket) -> int:
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, force, RECEIVE_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+class Resolver:
+    """PTR look-ups of many addresses at once; `submit`, then `poll` for answers."""
+
+    def __init__(self, config: ResolverConfig) -> None:
+        if not config.nameservers:
+            raise AddressError("", "no name server given")
+        self.config = config
+        self._random = random.Random(os.urandom(16))
+        self._selector = selectors.DefaultSelector()
+        self._channels: list[list[_Channel]] = []
+        for index, server in enumerate(config.nameservers):
+            channels = [_Channel(server, index) for _ in range(config.sockets_per_server)]
+            for channel in channels:
+                self._selector.register(channel.socket, selectors.EVENT_READ, channel)
+            self._channels.append(channels)
+        self._waiting: deque[_Lookup] = deque()
+        self._sent: deque[_Sent] = deque()  # in sending order, hence in deadline order
+        self._in_flight = 0
+        self._next_server = 0
+        self._finished: list[tuple[str, Answer]] = []
+        self.queries_sent = 0
+
+    @property
+    def receive_buffer(self) -> int:
+        """The receive buffer the kernel granted each socket (bytes)."""
+        return self._channels[0][0].receive_buffer
+
+    @property
+    def pending(self) -> int:
+        """Addresses submitted and not yet answered."""
+        return len(self._waiting) + self._in_flight
+
+    def submit(self, address: str) -> None:
+        """Queue the PTR look-up of one normalized IP address."""
+        server = self._next_server
+        self._next_server = (server + 1) % len(self._channels)
+        self._waiting.append(_Lookup(address, server))
+
+    def poll(self, timeout: float) -> list[tuple[str, Answer]]:
+        """Send what concurrency allows, wait up to `timeout` for answers, return finished ones."""
+        self._send_waiting()
+        now = time.monotonic()
+        if self._sent:
+            timeout = min(timeout, max(0.0, self._sent[0].deadline - now))
+        if self._in_flight:
+            for key, _ in self._selector.select(timeout):
+                self._receive(key.data)
+        self._expire(time.monotonic())
+        self._send_waiting()
+        finished, self._finished = self._finished, []
+        return finished
+
+    def close(self) -> None:
+        for channels in self._channels:
+            for channel in channels:
+                self._selector.unregister(channel.socket)
+                channel.socket.close()
+        self._selector.close()
+
+    # Sending and receiving.
+
+    def _send_waiting(self) -> None:
+        while self._waiting and self._in_flight < self.config.concurrency:
+            lookup = self._waiting.popleft()
+            self._in_flight += 1
+            self._send(lookup)
+
+    def _send(self, lookup: _Lookup) -> None:
+        """Send the next attempt of a query (one in-flight slot is already counted)."""
+        server = (lookup.server + lookup.attempts) % len(self._channels)
+        lookup.attempts += 1
+        channel = self._random.choice(self._channels[server])
+        query_id = self._random.getrandbits(16)
+        while query_id in channel.in_flight:
+            query_id = self._random.getrandbits(16)
+        sent = _Sent(lookup, channel, query_id, time.monotonic() + self.config.timeout)
+        channel.in_flight[query_id] = sent
+        self._sent.append(sent)
+        self.queries_sent += 1
+        # A full buffer or a pending ICMP error: the attempt times out and is retried.
+        with contextlib.suppress(OSError):
+            channel.socket.send(struct.pack("!H", query_id) + lookup.wire[2:])
+
+    def _receive(self, channel: _Channel) -> None:
+        while True:
+            try:
+                data = channel.socket.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP port unreachable and the like, reported on a later recv
+            if len(data) < 12:
+                continue
+            sent = channel.in_flight.get(int.from_bytes(data[:2], "big"))
+            if sent is None:
+                continue  # late answer to an attempt already retried, or a stray datagram
+            try:
+                message = dns.message.from_wire(data)
+            except dns.exception.DNSException:
+                continue  # a malformed answer: let the attempt time out
+            if not self._is_answer_to(message, sent.lookup):
+                continue
+            del channel.in_flight[sent.query_id]
+            self._answered(sent.lookup, message)
+
+    @staticmethod
+    def _is_answer_to(message: dns.message.Message, lookup: _Lookup) -> bool:
+        if not message.flags & dns.flags.QR or len(message.question) != 1:
+            return False
+        question = message.question[0]
+        return (
+            question.name == lookup.qname
+            and question.rdtype == lookup.rdtype
+            and question.rdclass == dns.rdataclass.IN
+        )
+
+    def _expire(self, now: float) -> None:
+        while self._sent and self._sent[0].deadline <= now:
+            sent = self._sent.popleft()
+            if sent.channel.in_flight.get(sent.query_id) is not sent:
+                continue  # answered in time
+            del sent.channel.in_flight[sent.query_id]
+            self._retry_or_finish(sent.lookup, Status.TIMEOUT)
+
+    def _retry_or_finish(self, lookup: _Lookup, status: Status) -> None:
+        if lookup.attempts <= self.config.retries:
+            self._send(lookup)
+        else:
+            self._finish(lookup, Answer(status, None, 0))
+
+    def _finish(self, lookup: _Lookup, answer: Answer) -> None:
+        self._in_flight -= 1
+        self._finished.append((lookup.address, answer))
+
+    # What the answers mean.
+
+    def _answered(self, lookup: _Lookup, message: dns.message.Message) -> None:
+        rcode = message.rcode()
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            self._retry_or_finish(lookup, Status.FAILED)
+            return
+        try:
+            chain = message.resolve_chaining()  # type: ignore[attr-defined]
+        except dns.exception.DNSException:
+            self._retry_or_finish(lookup, Status.FAILED)
+            return
+        if lookup.rdtype == dns.rdatatype.PTR:
+            self._answered_ptr(lookup, chain)
+        else:
+            self._answered_forward(lookup, chain)
+
+    def _answered_ptr(self, lookup: _Lookup, chain: dns.message.ChainingResult) -> None:
+        ttl = int(chain.minimum_ttl)
+        if chain.answer is None:
+            self._finish(lookup, Answer(Status.NOT_FOUND, None, ttl))
+            return
+        names = (host_name_from_labels(rdata.target.labels) for rdata in chain.answer)
+        name = next((name for name in names if name is not None), None)
+        if name is None:
+            self._finish(lookup, Answer(Status.INVALID, None, ttl))
+        elif not self.config.confirm:
+            self._finish(lookup, Answer(Status.RESOLVED, name, ttl))
+        else:
+            self._ask_forward(lookup, name, ttl)
+
+    def _ask_forward(self, lookup: _Lookup, name: str, ttl: int) -> None:
+        lookup.name = name
+        lookup.ttl = ttl
+        lookup.attempts = 0
+        lookup.qname = dns.name.from_text(name)
+        lookup.rdtype = dns.rdatatype.AAAA if ":" in lookup.address else dns.rdatatype.A
+        lookup.wire = dns.message.make_query(lookup.qname, lookup.rdtype).to_wire()
+        self._send(lookup)
+
+    def _answered_forward(self, lookup: _Lookup, chain: dns.message.ChainingResult) -> None:
+        ttl = min(lookup.ttl, int(chain.minimum_ttl))
+        addresses = {normalize_ip(rdata.address) for rdata in chain.answer or ()}
+        status = Status.CONFIRMED if lookup.address in addresses else Status.MISMATCH
+        self._finish(lookup, Answer(status, lookup.name, ttl))
+
+
+def resolve_all(config: ResolverConfig, addresses: Sequence[str]) -> dict[str, Answer]:
+    """Look up every address (a convenience for tests and small jobs)."""
+    resolver = Resolver(config)
+    try:
+        for address in addresses:
+            resolver.submit(address)
+        answers: dict[str, Answer] = {}
+        while resolver.pending:
+            answers.update(resolver.poll(1.0))
+        return answers
+    finally:
+        resolver.close()

@@ -1,0 +1,24 @@
+"""splitwr ACCESS_LOG: the classic name for resolving a log file (same engine, same output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pentools.webresolve.cli import EPILOG, resolver_options, run
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("access_log", metavar="ACCESS_LOG")
+@resolver_options
+def main(access_log: str, **options: Any) -> None:
+    """Resolve the client addresses of ACCESS_LOG to host names, in parallel.
+
+    Writes the resolved log to stdout in the original order; '-' reads stdin.
+    """
+    run(access_log, **options)
+
+
+if __name__ == "__main__":
+    main()
