@@ -33,7 +33,7 @@ def normalize_ip(text: str) -> str | None:
     try:
         if socket.inet_ntoa(socket.inet_aton(text)) == text and text.count(".") == 3:
             return text
-    except OSError:
+    except (OSError, ValueError):  # not an address, a NUL byte, non-ASCII
         pass
     return _normalize_other(text)
 
