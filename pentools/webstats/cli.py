@@ -144,3 +144,96 @@ def report(
         title=title,
     )
     _guarded(lambda: run_report(config))
+
+
+@dataclass(frozen=True)
+class PenConfig:
+    """What ``webstats pen`` was asked to do."""
+
+    control: tuple[str, int] | None
+    pidfile: str | None
+    webfile: str | None
+    output: str
+    cgi: bool
+    timeout: float
+    title: str
+
+
+def run_pen(config: PenConfig) -> None:
+    from pentools.core.addresses import format_host_port
+    from pentools.webstats.output import write_atomically
+    from pentools.webstats.penstatus import (
+        fetch_from_control,
+        fetch_from_webfile,
+        parse_status,
+        render_status,
+    )
+
+    if config.control is not None:
+        host, port = config.control
+        page = fetch_from_control(host, port, config.timeout)
+        source = f"control port {format_host_port(host, port)}"
+    else:
+        assert config.pidfile is not None and config.webfile is not None
+        page = fetch_from_webfile(config.pidfile, config.webfile, config.timeout)
+        source = f"{config.webfile} (pid file {config.pidfile})"
+    html_page = render_status(parse_status(page), source, config.title)
+    if config.cgi:
+        sys.stdout.write(
+            "Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n\r\n"
+        )
+        sys.stdout.write(html_page)
+        sys.stdout.flush()
+    else:
+        write_atomically(config.output, html_page)
+
+
+@main.command()
+@click.option(
+    "-C",
+    "--control",
+    metavar="[HOST:]PORT",
+    help="pen's control port (pen -C); a bare port means 127.0.0.1.",
+)
+@click.option("--pidfile", metavar="FILE", help="pen's PID file (pen -p): signal it with USR1...")
+@click.option(
+    "-w", "--webfile", metavar="FILE", help="...and read the status page it writes (pen -w)."
+)
+@click.option("-o", "--output", default="-", show_default=True, help="Page to write (atomically).")
+@click.option("--cgi", is_flag=True, help="Act as a CGI: Content-Type header, then the page.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for pen.")
+@click.option("--title", default="pen status", show_default=True, help="Page title.")
+def pen(
+    control: str | None,
+    pidfile: str | None,
+    webfile: str | None,
+    output: str,
+    cgi: bool,
+    timeout: float,
+    title: str,
+) -> None:
+    """pen's live status page: servers, active clients and connections.
+
+    Asks pen's control port for `status` (--control), or, as the original
+    cron/CGI script did, sends SIGUSR1 to the PID in --pidfile and reads the
+    page pen writes to its -w file (--webfile).  Works with the C pen and
+    with pentools' pen.  The page is rebuilt from the tables, every cell
+    escaped, and written atomically (for cron) or with a CGI header.
+    """
+    if (control is None) == (pidfile is None and webfile is None):
+        raise click.UsageError("give either --control, or --pidfile with --webfile")
+    if control is None and (pidfile is None or webfile is None):
+        raise click.UsageError("--pidfile and --webfile go together")
+    if timeout <= 0:
+        raise click.BadParameter("must be positive", param_hint="--timeout")
+    address = None
+    if control is not None:
+        from pentools.core.addresses import parse_host_port
+
+        try:
+            where = parse_host_port(control, default_host="127.0.0.1")
+        except PentoolsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--control") from None
+        address = (where.host, where.port)
+    config = PenConfig(address, pidfile, webfile, output, cgi, timeout, title)
+    _guarded(lambda: run_pen(config))
