@@ -357,10 +357,11 @@ class Report:
 def _request_table(requests: pd.DataFrame, extensions: tuple[str, ...]) -> pd.DataFrame:
     """Raw request lines regrouped by (method, URL, protocol, 404) with static flags."""
     if not len(requests):
-        columns = {"method": [], "url": [], "protocol": [], "not_found": [], "hits": []}
-        empty = pd.DataFrame(columns)
-        empty["bytes"], empty["static"] = [], []
-        return empty.astype({"not_found": bool, "static": bool})
+        empty = pd.DataFrame(
+            {"not_found": [], "hits": [], "bytes": [], "static": []},
+            index=pd.MultiIndex.from_arrays([[], [], []], names=["method", "url", "protocol"]),
+        )
+        return empty.astype({"not_found": bool, "hits": "int64", "bytes": "int64", "static": bool})
     raw = requests.index.get_level_values(0)
     split = {text: split_request(text) for text in pd.unique(raw)}
     parts = [split[text] for text in raw]
