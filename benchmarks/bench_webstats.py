@@ -1,0 +1,99 @@
+"""webstats report against GoAccess on the same combined log, in the same run.
+
+    python -m benchmarks.bench_webstats [--lines 1000000] [--runs 3]
+
+Generates (once) a log with `benchmarks.weblog`, then runs GoAccess
+(``--no-global-config --log-format=COMBINED``, JSON output) and ``webstats
+report`` (HTML and JSON) alternately, each under ``/usr/bin/time -v``, and
+prints the medians of wall time, CPU time and peak memory, and our ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.weblog import generate_lines
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS = HERE / "workloads"
+OUT = HERE / "out"
+
+
+def workload(lines: int, clients: int, seed: int) -> Path:
+    path = WORKLOADS / f"weblog-{lines}-{clients}-{seed}.log"
+    if not path.exists():
+        WORKLOADS.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        with open(temp, "w", encoding="latin-1", newline="") as out:
+            out.writelines(generate_lines(lines, clients, seed, 3))
+        temp.rename(path)
+    return path
+
+
+def measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one run, from /usr/bin/time -v."""
+    result = subprocess.run(
+        ["/usr/bin/time", "-v", *argv], capture_output=True, text=True, env=env, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"bench_webstats: {argv[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+    fields = dict(re.findall(r"^\s*(.+?): (.+)$", result.stderr, re.MULTILINE))
+    wall = 0.0
+    for part in fields["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":"):
+        wall = wall * 60 + float(part)
+    cpu = float(fields["User time (seconds)"]) + float(fields["System time (seconds)"])
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rss": int(fields["Maximum resident set size (kbytes)"]) / 1024,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    log = workload(args.lines, args.clients, args.seed)
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    commands = {
+        "goaccess": [
+            "goaccess", str(log), "--no-global-config", "--log-format=COMBINED",
+            "-o", str(OUT / "goaccess.json"),
+        ],
+        "webstats": [
+            sys.executable, "-m", "pentools.webstats", "report", str(log),
+            "-o", str(OUT / "webstats.html"), "--json", str(OUT / "webstats.json"),
+        ],
+    }  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+    for _ in range(args.runs):
+        for name, command in commands.items():  # alternate, so both see the same noise
+            runs[name].append(measure(command, env))
+    print(f"{args.lines} lines, {log.stat().st_size / 1e6:.0f} MB, medians of {args.runs} runs")
+    medians = {
+        name: {k: statistics.median(r[k] for r in results) for k in ("wall", "cpu", "rss")}
+        for name, results in runs.items()
+    }
+    for name, m in medians.items():
+        print(f"  {name:9} wall {m['wall']:6.2f} s  cpu {m['cpu']:6.2f} s  peak {m['rss']:6.0f} MB")
+    ours, theirs = medians["webstats"], medians["goaccess"]
+    print(
+        "  webstats/goaccess: "
+        + "  ".join(f"{k} x{ours[k] / theirs[k]:.2f}" for k in ("wall", "cpu", "rss"))
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

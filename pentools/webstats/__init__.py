@@ -1,0 +1,1 @@
+"""webstats: statistics pages for access logs and pen's live status."""

@@ -1,0 +1,3 @@
+from pentools.webstats.cli import main
+
+main()

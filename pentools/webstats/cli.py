@@ -1,0 +1,239 @@
+"""Command line of webstats: ``report`` (access-log statistics) and ``pen`` (pen's status page)."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from pentools.core.errors import PentoolsError
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What ``webstats report`` was asked to do."""
+
+    logs: tuple[str, ...]
+    html_path: str | None
+    json_path: str | None
+    log_format: str | None
+    since: float | None
+    until: float | None
+    static_extensions: tuple[str, ...]
+    top: int
+    title: str
+
+
+def run_report(config: ReportConfig) -> None:
+    from pentools.webstats.aggregate import Report, collect
+    from pentools.webstats.output import write_atomically
+    from pentools.webstats.render import render_html, render_json
+
+    stats = collect(
+        list(config.logs), config.log_format, config.since, config.until, config.static_extensions
+    )
+    report = Report.build(stats, limit=config.top)
+    if config.json_path:
+        write_atomically(config.json_path, render_json(report))
+    if config.html_path:
+        write_atomically(config.html_path, render_html(report, config.title))
+
+
+def _moment(value: str | None, option: str, end: bool) -> float | None:
+    """Seconds of a wall-clock time as logged; a bare date in --to means the whole day."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        message = f"{value!r} is not YYYY-MM-DD[THH:MM[:SS]]"
+        raise click.BadParameter(message, param_hint=option) from None
+    if end and len(value) <= 10:
+        moment += datetime.timedelta(days=1)
+    return (moment.replace(tzinfo=None) - datetime.datetime(1970, 1, 1)).total_seconds()
+
+
+def _guarded(action: Callable[[], Any]) -> None:
+    """Run `action`; a pentools error becomes one line on stderr and exit status 1."""
+    try:
+        action()
+    except PentoolsError as exc:
+        click.echo(f"webstats: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Statistics pages: access-log reports and pen's live status, as static HTML."""
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, metavar="ACCESS_LOG...")
+@click.option(
+    "-o", "--output", "html_path", metavar="FILE", help="Write the HTML page here (- for stdout)."
+)
+@click.option("--json", "json_path", metavar="FILE", help="Write the statistics as JSON here.")
+@click.option(
+    "-f",
+    "--format",
+    "log_format",
+    metavar="LOGFORMAT",
+    help="Apache LogFormat string or name (common, combined, vhost_common...); "
+    "default: common or combined, recognised line by line.",
+)
+@click.option("--from", "since", metavar="DATE", help="Only lines logged at or after DATE[THH:MM].")
+@click.option(
+    "--to",
+    "until",
+    metavar="DATE",
+    help="Only lines before DATE[THH:MM] (a date: through its end).",
+)
+@click.option(
+    "--static-ext",
+    "static_ext",
+    multiple=True,
+    metavar=".EXT",
+    help="Extension of static files (repeatable; replaces the default list, GoAccess's).",
+)
+@click.option("--top", default=50, show_default=True, help="Rows in each top-N table.")
+@click.option("--title", default="Access log statistics", show_default=True, help="Page title.")
+def report(
+    logs: tuple[str, ...],
+    html_path: str | None,
+    json_path: str | None,
+    log_format: str | None,
+    since: str | None,
+    until: str | None,
+    static_ext: tuple[str, ...],
+    top: int,
+    title: str,
+) -> None:
+    """Statistics of access logs as one self-contained HTML page (and JSON).
+
+    Reads every ACCESS_LOG in turn (plain, .gz, or - for stdin) in bulk, with
+    bounded memory: requests, valid and failed lines, unique visitors and
+    bandwidth as GoAccess counts them; requests per day and hour as logged
+    (time zones are kept); status codes; top URLs, 404s, hosts, referrers,
+    browsers and systems.  Every log value is escaped; the page loads nothing.
+    Files are replaced atomically, so cron can write into a web root.
+    """
+    if not html_path and not json_path:
+        html_path = "-"
+    from pentools.webstats.aggregate import STATIC_EXTENSIONS
+
+    extensions = tuple(e if e.startswith(".") else "." + e for e in static_ext) or tuple(
+        STATIC_EXTENSIONS
+    )
+    if top < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--top")
+    config = ReportConfig(
+        logs=logs,
+        html_path=html_path,
+        json_path=json_path,
+        log_format=log_format,
+        since=_moment(since, "--from", end=False),
+        until=_moment(until, "--to", end=True),
+        static_extensions=tuple(e.lower() for e in extensions),
+        top=top,
+        title=title,
+    )
+    _guarded(lambda: run_report(config))
+
+
+@dataclass(frozen=True)
+class PenConfig:
+    """What ``webstats pen`` was asked to do."""
+
+    control: tuple[str, int] | None
+    pidfile: str | None
+    webfile: str | None
+    output: str
+    cgi: bool
+    timeout: float
+    title: str
+
+
+def run_pen(config: PenConfig) -> None:
+    from pentools.core.addresses import format_host_port
+    from pentools.webstats.output import write_atomically
+    from pentools.webstats.penstatus import (
+        fetch_from_control,
+        fetch_from_webfile,
+        parse_status,
+        render_status,
+    )
+
+    if config.control is not None:
+        host, port = config.control
+        page = fetch_from_control(host, port, config.timeout)
+        source = f"control port {format_host_port(host, port)}"
+    else:
+        assert config.pidfile is not None and config.webfile is not None
+        page = fetch_from_webfile(config.pidfile, config.webfile, config.timeout)
+        source = f"{config.webfile} (pid file {config.pidfile})"
+    html_page = render_status(parse_status(page), source, config.title)
+    if config.cgi:
+        sys.stdout.write(
+            "Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n\r\n"
+        )
+        sys.stdout.write(html_page)
+        sys.stdout.flush()
+    else:
+        write_atomically(config.output, html_page)
+
+
+@main.command()
+@click.option(
+    "-C",
+    "--control",
+    metavar="[HOST:]PORT",
+    help="pen's control port (pen -C); a bare port means 127.0.0.1.",
+)
+@click.option("--pidfile", metavar="FILE", help="pen's PID file (pen -p): signal it with USR1...")
+@click.option(
+    "-w", "--webfile", metavar="FILE", help="...and read the status page it writes (pen -w)."
+)
+@click.option("-o", "--output", default="-", show_default=True, help="Page to write (atomically).")
+@click.option("--cgi", is_flag=True, help="Act as a CGI: Content-Type header, then the page.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for pen.")
+@click.option("--title", default="pen status", show_default=True, help="Page title.")
+def pen(
+    control: str | None,
+    pidfile: str | None,
+    webfile: str | None,
+    output: str,
+    cgi: bool,
+    timeout: float,
+    title: str,
+) -> None:
+    """pen's live status page: servers, active clients and connections.
+
+    Asks pen's control port for `status` (--control), or, as the original
+    cron/CGI script did, sends SIGUSR1 to the PID in --pidfile and reads the
+    page pen writes to its -w file (--webfile).  Works with the C pen and
+    with pentools' pen.  The page is rebuilt from the tables, every cell
+    escaped, and written atomically (for cron) or with a CGI header.
+    """
+    if (control is None) == (pidfile is None and webfile is None):
+        raise click.UsageError("give either --control, or --pidfile with --webfile")
+    if control is None and (pidfile is None or webfile is None):
+        raise click.UsageError("--pidfile and --webfile go together")
+    if timeout <= 0:
+        raise click.BadParameter("must be positive", param_hint="--timeout")
+    address = None
+    if control is not None:
+        from pentools.core.addresses import parse_host_port
+
+        try:
+            where = parse_host_port(control, default_host="127.0.0.1")
+        except PentoolsError as exc:
+            raise click.BadParameter(str(exc), param_hint="--control") from None
+        address = (where.host, where.port)
+    config = PenConfig(address, pidfile, webfile, output, cgi, timeout, title)
+    _guarded(lambda: run_pen(config))
