@@ -203,13 +203,20 @@ class AttributionEngine:
     def add_record(self, record: BalancerRecord) -> None:
         """Make `record` available to lines of its server."""
         client = self._clients.setdefault(record.client, record.client)
-        pending = _Pending(record.time, client, record.upstream_port)
+        time = record.time
+        pending = _Pending(time, client, record.upstream_port)
         key = (record.server, record.request)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _KeyQueue()
-            heapq.heappush(self._expiry, (record.time, key))
-        queue.add(pending)
+            heapq.heappush(self._expiry, (time, key))
+        times = queue.times
+        if not times or time >= times[-1]:  # the usual case: records come in time order
+            times.append(time)
+            queue.records.append(pending)
+            queue.live += 1
+        else:
+            queue.add(pending)
         if record.upstream_port is not None:
             port_key = (record.server, record.upstream_port, record.request)
             self._by_port.setdefault(port_key, []).append(pending)
@@ -243,7 +250,7 @@ class AttributionEngine:
         if queue is None or queue.live == 0:
             self.stats.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
-        offset = self.offset(server)
+        offset = self._offsets.get(server) or self.offset(server)
         if remote_port is not None:
             exact = self._exact(server, remote_port, request, time - offset.median)
             if exact is not None:
