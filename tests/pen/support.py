@@ -28,15 +28,17 @@ def start_backend(processes: Processes, host: str, name: str, port: int = 0) -> 
     return port
 
 
-def wait_bound(host: str, port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_bound(
+    host: str, port: int, process: subprocess.Popen[bytes], kind: int = socket.SOCK_STREAM
+) -> None:
     """Wait until `process` has bound host:port (probing by bind, not by connecting,
     so that the probe is not a client of pen)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"pen exited with {process.returncode}")
-        with socket.socket(family) as probe:
+            raise AssertionError(f"{process.args} exited with {process.returncode}")
+        with socket.socket(family, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))

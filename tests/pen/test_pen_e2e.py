@@ -213,7 +213,7 @@ def test_udp_records_and_upstream_port(processes: Processes) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
         collector.bind(("127.0.47.9", 0))
         collector.settimeout(5)
-        target = "127.0.47.9:%d" % collector.getsockname()[1]
+        target = f"127.0.47.9:{collector.getsockname()[1]}"
         start_pen(processes, PEN_HOST, port, "-l", target, "--log-upstream-port", "--", *servers)
         http_get(PEN_HOST, port, "/udp", source="127.0.47.1")
         datagram = collector.recv(2048)
