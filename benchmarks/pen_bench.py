@@ -144,8 +144,11 @@ class Balancer:
     def start(self) -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.process = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env=env
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
         wait_listening(BALANCER_HOST, self.port, self.process, self.name)
 
@@ -168,9 +171,7 @@ def balancers(root: Path, backends: list[Nginx]) -> list[Balancer]:
     return [
         Balancer("C pen -r", ["pen", "-f", "-r", "-x", "10000", listen, *targets], pen_port),
         Balancer("ours -r", [*ours, f"{BALANCER_HOST}:{ours_port}", *targets], ours_port),
-        Balancer(
-            "haproxy", ["haproxy", "-db", "-f", str(haproxy_conf)], haproxy_port
-        ),
+        Balancer("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf)], haproxy_port),
     ]
 
 
@@ -208,9 +209,7 @@ def run_wrk(url: str, seconds: float, connections: int, close: bool, pid: int) -
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
-    errors = sum(
-        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
-    )
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
         errors += int(non2xx.group(1))
@@ -249,14 +248,18 @@ def benchmark(args: argparse.Namespace, root: Path) -> None:
                     assert balancer.process is not None
                     for scenario, path, close in scenarios(args):
                         url = f"http://{BALANCER_HOST}:{balancer.port}{path}"
-                        result = run_wrk(url, args.seconds, args.connections, close,
-                                         balancer.process.pid)
+                        result = run_wrk(
+                            url, args.seconds, args.connections, close, balancer.process.pid
+                        )
                         results.setdefault((balancer.name, scenario), []).append(result)
-                        print(f"  round {round_number + 1} {balancer.name:9} {scenario:22} "
-                              f"{result.requests_per_second:9.0f} req/s "
-                              f"{result.bytes_per_second / 1e6:8.1f} MB/s "
-                              f"p99 {result.p99_ms:7.2f} ms cpu {result.cpu:4.2f} "
-                              f"errors {result.errors}", flush=True)
+                        print(
+                            f"  round {round_number + 1} {balancer.name:9} {scenario:22} "
+                            f"{result.requests_per_second:9.0f} req/s "
+                            f"{result.bytes_per_second / 1e6:8.1f} MB/s "
+                            f"p99 {result.p99_ms:7.2f} ms cpu {result.cpu:4.2f} "
+                            f"errors {result.errors}",
+                            flush=True,
+                        )
                 finally:
                     balancer.stop()
     finally:
@@ -270,8 +273,15 @@ def report(
     results: dict[tuple[str, str], list[WrkResult]],
     chosen: list[tuple[str, str, bool]],
 ) -> None:
-    print(f"\nmedians of {len(next(iter(results.values())))} runs; ratio = ours / C pen -r")
-    header = f"{'scenario':22} {'balancer':9} {'req/s':>9} {'MB/s':>8} {'p99 ms':>8} {'cpu':>5}"
+    print(
+        f"\nmedians of {len(next(iter(results.values())))} runs; ratio = ours / C pen -r; "
+        "cpu = balancer CPU seconds per second; the machine's other load makes req/s noisy, "
+        "cpu us/req less so"
+    )
+    header = (
+        f"{'scenario':22} {'balancer':9} {'req/s':>9} {'MB/s':>8} {'p99 ms':>8} {'cpu':>5} "
+        f"{'cpu us/req':>10}"
+    )
     print(header)
     reference = candidates[0].name
     for scenario, _, _ in chosen:
@@ -285,10 +295,16 @@ def report(
                 statistics.median(r.cpu for r in runs),
             )
             rps, mbs, p99, cpu = medians[balancer.name]
-            print(f"{scenario:22} {balancer.name:9} {rps:9.0f} {mbs:8.1f} {p99:8.2f} {cpu:5.2f}")
+            print(
+                f"{scenario:22} {balancer.name:9} {rps:9.0f} {mbs:8.1f} {p99:8.2f} {cpu:5.2f} "
+                f"{cpu / rps * 1e6:10.1f}"
+            )
         ours, ref = medians["ours -r"], medians[reference]
-        print(f"{'':22} {'ratio':9} {ours[0] / ref[0]:9.2f} {ours[1] / ref[1]:8.2f} "
-              f"{ours[2] / ref[2]:8.2f}")
+        print(
+            f"{'':22} {'ratio':9} {ours[0] / ref[0]:9.2f} {ours[1] / ref[1]:8.2f} "
+            f"{ours[2] / ref[2]:8.2f} {ours[3] / ref[3]:5.2f} "
+            f"{(ours[3] / ours[0]) / (ref[3] / ref[0]):10.2f}"
+        )
 
 
 def failover(args: argparse.Namespace, root: Path) -> None:
@@ -301,8 +317,19 @@ def failover(args: argparse.Namespace, root: Path) -> None:
     blacklist = 2
     ours = Balancer(
         "ours",
-        [sys.executable, "-m", "pentools.pen", "-f", "-r", "-x", "10000", "-b", str(blacklist),
-         f"{BALANCER_HOST}:{port}", *targets],
+        [
+            sys.executable,
+            "-m",
+            "pentools.pen",
+            "-f",
+            "-r",
+            "-x",
+            "10000",
+            "-b",
+            str(blacklist),
+            f"{BALANCER_HOST}:{port}",
+            *targets,
+        ],
         port,
     )
     ours.start()
@@ -310,8 +337,9 @@ def failover(args: argparse.Namespace, root: Path) -> None:
     url = f"http://{BALANCER_HOST}:{port}/small"
     duration = 12
     wrk = subprocess.Popen(
-        ["wrk", "-t1", f"-c{args.connections}", f"-d{duration}s", "-H", "Connection: close",
-         url], stdout=subprocess.PIPE, text=True,
+        ["wrk", "-t1", f"-c{args.connections}", f"-d{duration}s", "-H", "Connection: close", url],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(2)
@@ -329,11 +357,13 @@ def failover(args: argparse.Namespace, root: Path) -> None:
     errors += int(non2xx.group(1)) if non2xx else 0
     requests = re.search(r"(\d+) requests in", output)
     after = victim.requests_logged() - restarted
-    print(f"\nfailover (ours -r -b {blacklist}, wrk {duration}s new connection per request, "
-          f"backend {victim.host} stopped 3 s at t=2 s): "
-          f"{requests.group(1) if requests else '?'} requests, {errors} client errors, "
-          f"{after} requests served by the restarted backend "
-          f"({'OK' if errors <= 30 and after > 0 else 'FAILED'})")
+    print(
+        f"\nfailover (ours -r -b {blacklist}, wrk {duration}s new connection per request, "
+        f"backend {victim.host} stopped 3 s at t=2 s): "
+        f"{requests.group(1) if requests else '?'} requests, {errors} client errors, "
+        f"{after} requests served by the restarted backend "
+        f"({'OK' if errors <= 30 and after > 0 else 'FAILED'})"
+    )
 
 
 def main() -> None:

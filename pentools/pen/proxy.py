@@ -166,13 +166,22 @@ class Downstream(asyncio.Protocol):
             self.client_eof_to_server()
 
     def data_received(self, data: bytes) -> None:
-        if self.up is None:
+        up = self.up
+        if up is None:
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > _PENDING_LIMIT:
                 self.pause_client()
             return
-        self.forward(data)
+        balancer = self.balancer
+        if self.first_chunk or balancer.sink is not None or balancer.http or self.head:
+            self.forward(data)
+            return
+        # the fast path: nothing to record or rewrite, just relay and count
+        up.write(data)
+        size = len(data)
+        self.server.sent += size
+        self.client_entry.sent += size
 
     def forward(self, data: bytes) -> None:
         """Send client bytes upstream, recording (and for -H rewriting) request starts."""
