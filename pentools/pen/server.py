@@ -44,12 +44,14 @@ def bind_listener(spec: ListenSpec, *, udp: bool = False) -> socket.socket:
         else:
             sock = socket.socket(socket.AF_INET, kind)
             address = ("0.0.0.0", spec.port)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not udp:  # for UDP it would let a second process share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     else:
         ip = resolve_host(spec.host)[0]
         sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, kind)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((ip, spec.port))
         except OSError:

@@ -15,10 +15,20 @@ import sys
 
 
 async def handle(name: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    prefix = b""
     try:
+        # a PROXY protocol v2 header holds CRLFCRLF itself: take it whole, by its length
+        signature = b"\r\n\r\n\x00\r\nQUIT\n"
+        start = await reader.read(1)
+        if start == signature[:1]:
+            start += await reader.readexactly(15)
+            if start[:12] == signature:
+                start += await reader.readexactly(int.from_bytes(start[14:16], "big"))
+                prefix, start = start, b""
         while True:
             try:
-                head = await reader.readuntil(b"\r\n\r\n")
+                head = start + await reader.readuntil(b"\r\n\r\n")
+                head, prefix, start = prefix + head, b"", b""
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 break
             body = name + b"\n" + head

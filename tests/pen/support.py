@@ -39,7 +39,8 @@ def wait_bound(
         if process.poll() is not None:
             raise AssertionError(f"{process.args} exited with {process.returncode}")
         with socket.socket(family, kind) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if kind == socket.SOCK_STREAM:  # ignore TIME_WAIT; for UDP it would share the port
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
