@@ -308,31 +308,26 @@ def report(
 
 
 def failover(args: argparse.Namespace, root: Path) -> None:
-    """Stop one backend for 3 s under load; count client errors; check it comes back."""
-    backends = [Nginx(root / "failover", host, access_log=True) for host in BACKEND_HOSTS]
+    """Stop one backend for 3 s under load, for our pen and the C pen in turn."""
+    blacklist = 2
+    ours = [sys.executable, "-m", "pentools.pen"]
+    for name, program in (("ours", ours), ("C pen", ["pen"])):
+        failover_one(args, root / name.replace(" ", "-"), name, program, blacklist)
+
+
+def failover_one(
+    args: argparse.Namespace, root: Path, name: str, program: list[str], blacklist: int
+) -> None:
+    """Count client errors while a backend is down; check that it is used again after."""
+    root.mkdir()
+    backends = [Nginx(root, host, access_log=True) for host in BACKEND_HOSTS]
     for backend in backends:
         backend.start()
     port = free_port(BALANCER_HOST)
     targets = [f"{b.host}:{b.port}" for b in backends]
-    blacklist = 2
-    ours = Balancer(
-        "ours",
-        [
-            sys.executable,
-            "-m",
-            "pentools.pen",
-            "-f",
-            "-r",
-            "-x",
-            "10000",
-            "-b",
-            str(blacklist),
-            f"{BALANCER_HOST}:{port}",
-            *targets,
-        ],
-        port,
-    )
-    ours.start()
+    argv = [*program, "-f", "-r", "-x", "10000", "-b", str(blacklist)]
+    balancer = Balancer(name, [*argv, f"{BALANCER_HOST}:{port}", *targets], port)
+    balancer.start()
     victim = backends[0]
     url = f"http://{BALANCER_HOST}:{port}/small"
     duration = 12
@@ -349,7 +344,7 @@ def failover(args: argparse.Namespace, root: Path) -> None:
         restarted = victim.requests_logged()
         output, _ = wrk.communicate(timeout=duration + 30)
     finally:
-        ours.stop()
+        balancer.stop()
         for backend in backends:
             backend.stop()
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
@@ -358,11 +353,12 @@ def failover(args: argparse.Namespace, root: Path) -> None:
     requests = re.search(r"(\d+) requests in", output)
     after = victim.requests_logged() - restarted
     print(
-        f"\nfailover (ours -r -b {blacklist}, wrk {duration}s new connection per request, "
+        f"\nfailover ({name} -r -b {blacklist}, wrk {duration}s new connection per request, "
         f"backend {victim.host} stopped 3 s at t=2 s): "
         f"{requests.group(1) if requests else '?'} requests, {errors} client errors, "
         f"{after} requests served by the restarted backend "
-        f"({'OK' if errors <= 30 and after > 0 else 'FAILED'})"
+        f"({'OK' if errors <= 30 and after > 0 else 'FAILED'})",
+        flush=True,
     )
 
 
@@ -381,7 +377,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pen-bench-") as temp:
         root = Path(temp)
         root.chmod(0o755)  # nginx workers run as nobody and must read the files
-        (root / "failover").mkdir()
         if not args.only_failover:
             benchmark(args, root)
         if not args.skip_failover:
