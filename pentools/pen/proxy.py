@@ -89,7 +89,7 @@ class Downstream(asyncio.Protocol):
         self.server_done = False
         self.closed = False
         self.paused = False
-        self.connect_task: asyncio.Future[object] | None = None
+        self.connect_task: asyncio.Future[tuple[asyncio.Transport, Upstream]] | None = None
         self.started = 0.0
 
     # -- the client side ---------------------------------------------------------
@@ -138,7 +138,6 @@ class Downstream(asyncio.Protocol):
         self.connect_task = None
         balancer = self.balancer
         if task.cancelled() or task.exception() is not None:
-            task.cancelled() or task.exception()  # mark the exception retrieved
             if self.closed:
                 balancer.selector.release(self.server_index)
                 return
@@ -155,7 +154,7 @@ class Downstream(asyncio.Protocol):
             return
         self.up = transport
         if balancer.proxy_protocol:
-            transport.write(proxy_header(balancer.proxy_protocol, self.transport, transport))
+            transport.write(proxy_header(balancer.proxy_protocol, self.transport))
         pending, self.pending = self.pending, []
         self.pending_size = 0
         for chunk in pending:

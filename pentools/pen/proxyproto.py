@@ -29,8 +29,8 @@ def proxy_header_for(
         src = _as_v6(src)
         dst = _as_v6(dst)
     if version == 1:
-        family = "TCP4" if src.version == 4 else "TCP6"
-        return f"PROXY {family} {src} {dst} {source[1]} {destination[1]}\r\n".encode()
+        protocol = "TCP4" if src.version == 4 else "TCP6"
+        return f"PROXY {protocol} {src} {dst} {source[1]} {destination[1]}\r\n".encode()
     family = _V2_TCP4 if src.version == 4 else _V2_TCP6
     body = src.packed + dst.packed + struct.pack("!HH", source[1], destination[1])
     return _V2_SIGNATURE + struct.pack("!BBH", _V2_PROXY_COMMAND, family, len(body)) + body
@@ -48,7 +48,7 @@ def _endpoint(info: object) -> tuple[str, int] | None:
     return None
 
 
-def proxy_header(version: int, client: asyncio.BaseTransport, _upstream: object) -> bytes:
+def proxy_header(version: int, client: asyncio.BaseTransport) -> bytes:
     """The header describing the client connection of `client` (a transport)."""
     source = _endpoint(client.get_extra_info("peername"))
     destination = _endpoint(client.get_extra_info("sockname"))
