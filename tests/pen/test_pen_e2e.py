@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -279,3 +280,77 @@ def test_control_port_as_root_needs_u() -> None:
         pytest.skip("only meaningful as root")
     result = run_tool("pen", "-f", "-C", str(free_port(PEN_HOST)), f"{PEN_HOST}:1", "h:80")
     assert result.returncode != 0 and b"use -u" in result.stderr
+
+
+def test_daemon_mode_writes_pid_file_and_stops_on_term(
+    processes: Processes, tmp_path: Path
+) -> None:
+    servers = backends(processes, 1)
+    port, pidfile = free_port(PEN_HOST), tmp_path / "pen.pid"
+    result = run_tool("pen", "-p", str(pidfile), f"{PEN_HOST}:{port}", *servers)
+    assert result.returncode == 0  # the foreground part returns once pen is in the background
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = int(pidfile.read_text())
+    try:
+        assert http_get(PEN_HOST, port)[0] == BACKENDS[0]
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    while pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pidfile.exists()  # removed at a clean exit
+
+
+def test_cfgfile_and_o_commands_at_start_and_on_hup(processes: Processes, tmp_path: Path) -> None:
+    servers = backends(processes, 2)
+    port, ctl = free_port(PEN_HOST), free_port(PEN_HOST)
+    cfgfile = tmp_path / "pen.cfg"
+    cfgfile.write_text("# comment\nhash\nserver 1 weight 4\n")
+    pen = start_pen(
+        processes,
+        PEN_HOST,
+        port,
+        "-F",
+        str(cfgfile),
+        "-o",
+        "blacklist 9",
+        "-C",
+        f"{PEN_HOST}:{ctl}",
+        *as_root_args(),
+        "--",
+        *servers,
+    )
+    assert penctl(PEN_HOST, ctl, "mode").startswith("hash no roundrobin")
+    assert penctl(PEN_HOST, ctl, "blacklist") == "9\n"
+    assert " weight 4 " in penctl(PEN_HOST, ctl, "servers").splitlines()[1]
+    cfgfile.write_text("no hash\nstubborn\n")
+    pen.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "no hash" not in penctl(PEN_HOST, ctl, "mode") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert penctl(PEN_HOST, ctl, "mode") == "no hash no roundrobin stubborn no weight no prio\n"
+
+
+def test_bad_start_commands_fail(tmp_path: Path) -> None:
+    result = run_tool("pen", "-f", "-o", "server 7 max 1", f"{PEN_HOST}:1", "127.0.0.1:80")
+    assert result.returncode != 0 and b"no server 7" in result.stderr
+    result = run_tool("pen", "-f", "-F", str(tmp_path / "missing"), f"{PEN_HOST}:1", "h:80")
+    assert result.returncode != 0 and len(result.stderr.splitlines()) == 1
+
+
+def test_non_http_connection_gets_one_record(processes: Processes, tmp_path: Path) -> None:
+    servers = backends(processes, 1)
+    port, log = free_port(PEN_HOST), tmp_path / "pen.log"
+    start_pen(processes, PEN_HOST, port, "-l", str(log), "--", *servers)
+    with socket.create_connection((PEN_HOST, port)) as conn:
+        conn.sendall(b"\x16\x03\x01binary hello\n")
+        time.sleep(0.05)  # most likely a chunk of its own; as one chunk the record is the same
+        conn.sendall(b"GET /not-a-request-start HTTP/1.1\r\n\r\n")
+        read_response(conn)
+    http_get(PEN_HOST, port, "/marker")
+    deadline = time.monotonic() + 5
+    while b"/marker" not in log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    requests = [parse_local(line).request for line in log.read_bytes().splitlines()]
+    assert requests == ["...binary hello", "GET /marker HTTP/1.1"]
