@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from pentools.core.addresses import normalize_ip
 from pentools.core.records import BalancerRecord, request_key
@@ -33,6 +34,61 @@ _REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{1,19} (?:/|\*|[a-zA-Z][a-zA-Z0-9+.-]
 _PENDING_LIMIT = 256 * 1024
 #: Largest request head that -H waits for before giving up on rewriting it.
 _HEAD_LIMIT = 64 * 1024
+
+
+class Connecting:
+    """``loop.create_connection`` stepped without a Task, as a Task would step it.
+
+    A Task per connection (creation, registration, scheduling) is a measurable
+    share of what a new connection costs pen; this drives the coroutine from
+    the done-callbacks of the futures it waits on.  `cancel` (the connect
+    timeout, or the client leaving) cancels the awaited future, which makes
+    create_connection clean up and raise CancelledError, as with a Task.
+    `callback(transport, None)` or `callback(None, error)` is called once.
+    """
+
+    __slots__ = ("callback", "coro", "finished", "loop", "timer", "waiting")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, tuple[asyncio.Transport, asyncio.BaseProtocol]],
+        callback: Callable[[asyncio.Transport | None, BaseException | None], None],
+    ) -> None:
+        self.loop = loop
+        self.coro = coro
+        self.callback = callback
+        self.finished = False
+        self.waiting: asyncio.Future[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.step()
+
+    def step(self, _done: object = None) -> None:
+        self.waiting = None
+        try:
+            awaited = self.coro.send(None)
+        except StopIteration as stop:
+            self.finish(stop.value[0], None)
+            return
+        except BaseException as exc:  # CancelledError included: it is the outcome here
+            self.finish(None, exc)
+            return
+        if awaited is None:  # a bare yield: resume on the next loop turn
+            self.loop.call_soon(self.step)
+            return
+        awaited._asyncio_future_blocking = False
+        self.waiting = awaited
+        awaited.add_done_callback(self.step)
+
+    def finish(self, transport: asyncio.Transport | None, error: BaseException | None) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.callback(transport, error)
+
+    def cancel(self) -> None:
+        if not self.finished and self.waiting is not None:
+            self.waiting.cancel()
 
 
 class Upstream(asyncio.Protocol):
@@ -89,7 +145,7 @@ class Downstream(asyncio.Protocol):
         self.server_done = False
         self.closed = False
         self.paused = False
-        self.connect_task: asyncio.Future[tuple[asyncio.Transport, Upstream]] | None = None
+        self.connect_task: Connecting | None = None
         self.started = 0.0
 
     # -- the client side ---------------------------------------------------------
@@ -124,20 +180,19 @@ class Downstream(asyncio.Protocol):
         self.server_index = index
         self.server = balancer.selector.server(index)
         self.client_entry = balancer.selector.clients.get(self.client) or balancer.orphan_client
-        task = loop.create_task(
-            loop.create_connection(lambda: Upstream(self), self.server.address, self.server.port)
+        attempt = Connecting(
+            loop,
+            loop.create_connection(lambda: Upstream(self), self.server.address, self.server.port),
+            self.connected,
         )
-        timer = loop.call_later(balancer.timeout, task.cancel)
-        task.add_done_callback(lambda done: self.connected(done, timer))
-        self.connect_task = task
+        if not attempt.finished:
+            attempt.timer = loop.call_later(balancer.timeout, attempt.cancel)
+            self.connect_task = attempt
 
-    def connected(
-        self, task: asyncio.Future[tuple[asyncio.Transport, Upstream]], timer: asyncio.TimerHandle
-    ) -> None:
-        timer.cancel()
+    def connected(self, transport: asyncio.Transport | None, error: BaseException | None) -> None:
         self.connect_task = None
         balancer = self.balancer
-        if task.cancelled() or task.exception() is not None:
+        if transport is None:
             if self.closed:
                 balancer.selector.release(self.server_index)
                 return
@@ -147,7 +202,6 @@ class Downstream(asyncio.Protocol):
             self.server_index = -1
             self.connect()
             return
-        transport, _ = task.result()
         if self.closed:
             transport.abort()
             balancer.selector.release(self.server_index)

@@ -132,6 +132,7 @@ def run(config: PenConfig) -> None:
             str(config.control), "won't open a control port running as root; use -u USER"
         )
     tls = _tls_context(config)
+    _check_start_up(config)
     listener = _open_listener(config.listen, "listen address", udp=config.udp)
     control = _open_listener(config.control, "control port") if config.control else None
     if not config.foreground:
@@ -147,6 +148,26 @@ def run(config: PenConfig) -> None:
         if config.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(config.pidfile)
+
+
+def _check_start_up(config: PenConfig) -> None:
+    """Resolve the servers, open the log and run -F and -o on a throw-away balancer.
+
+    Done before going to the background, so that a typo in any of them is a
+    one-line error and a non-zero exit on the terminal, not a silent death.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        balancer = Balancer(config, loop)
+        try:
+            controller = Controller(balancer)
+            if config.cfgfile:
+                controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
+            controller.run_lines(list(config.commands), "-o")
+        finally:
+            balancer.close()
+    finally:
+        loop.close()
 
 
 def _read_commands(path: str) -> list[str]:

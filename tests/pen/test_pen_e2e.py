@@ -354,3 +354,39 @@ def test_non_http_connection_gets_one_record(processes: Processes, tmp_path: Pat
         time.sleep(0.02)
     requests = [parse_local(line).request for line in log.read_bytes().splitlines()]
     assert requests == ["...binary hello", "GET /marker HTTP/1.1"]
+
+
+def test_server_that_does_not_answer_in_time_is_blacklisted(processes: Processes) -> None:
+    good = backends(processes, 1)[0]
+    # A listener whose backlog is full: the kernel drops further SYNs, connects hang.
+    blackhole = socket.socket()
+    blackhole.bind((BACKENDS[1], 0))
+    blackhole.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(blackhole.getsockname())
+        fillers.append(filler)
+    port, ctl = free_port(PEN_HOST), free_port(PEN_HOST)
+    start_pen(
+        processes,
+        PEN_HOST,
+        port,
+        "-r",
+        "-t",
+        "0.5",
+        "-C",
+        f"{PEN_HOST}:{ctl}",
+        *as_root_args(),
+        "--",
+        f"{BACKENDS[1]}:{blackhole.getsockname()[1]}",
+        good,
+    )
+    started = time.monotonic()
+    assert [http_get(PEN_HOST, port)[0] for _ in range(4)] == [BACKENDS[0]] * 4
+    assert time.monotonic() - started < 3  # one timeout, then the blacklist keeps it out
+    servers = penctl(PEN_HOST, ctl, "servers").splitlines()
+    assert servers[0].split()[5:7] == ["conn", "0"]  # the timed-out slot was given back
+    for sock in [*fillers, blackhole]:
+        sock.close()
