@@ -78,3 +78,12 @@ def test_proxy_protocol_v1_and_v2() -> None:
     assert v2[16:] == bytes([192, 0, 2, 1, 198, 51, 100, 2]) + (5555).to_bytes(2) + (80).to_bytes(2)
     assert proxy_header_for(1, ("::1", 1), ("::1", 2)) == b"PROXY TCP6 ::1 ::1 1 2\r\n"
     assert proxy_header_for(1, None, None) == b"PROXY UNKNOWN\r\n"
+
+
+def test_core_split_listen_address() -> None:
+    from pentools.core.addresses import split_listen_address
+
+    assert split_listen_address("/run/pen.sock") == "/run/pen.sock"
+    assert split_listen_address("./pen.sock") == "./pen.sock"
+    assert split_listen_address("8080") is None
+    assert split_listen_address("[::1]:80") is None
