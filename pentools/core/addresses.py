@@ -142,3 +142,12 @@ def resolve_host(host: str, family: int = socket.AF_UNSPEC) -> list[str]:
     if not addresses:
         raise AddressError(host, "no address found")
     return addresses
+
+
+def split_listen_address(text: str) -> str | None:
+    """The Unix socket path if `text` names one (it contains a ``/``), else None.
+
+    The original's rule: ``pen /run/pen.sock ...`` listens on a Unix socket,
+    anything else is ``[host:]port``.
+    """
+    return text if "/" in text else None

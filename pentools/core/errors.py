@@ -43,3 +43,12 @@ class InputFileError(PentoolsError, OSError):
         super().__init__(f"cannot read {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class ConfigError(PentoolsError, ValueError):
+    """A command-line option or configuration value that cannot be used."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"bad value {text!r}: {reason}")
+        self.text = text
+        self.reason = reason

@@ -1,0 +1,220 @@
+"""pen's command line: the original's single letters, into one frozen PenConfig."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pentools.core.addresses import parse_host_port
+from pentools.core.errors import PentoolsError
+from pentools.pen import config as cfg
+
+_COMMANDS_HELP = "penctl command to run at start (repeatable), e.g. -o 'server 0 weight 2'."
+
+
+def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
+    return None if text is None else cfg.parse_server(text, default_port)
+
+
+@click.command(
+    context_settings={"help_option_names": ["--help"], "max_content_width": 100},
+    epilog="Servers: HOST[:PORT[:MAXC[:HARD[:WEIGHT[:PRIO]]]]], [IPv6]:PORT:... "
+    "PORT defaults to the listen port; MAXC is the soft connection limit for new clients, "
+    "HARD the limit for returning ones (0 = none).  Signals: HUP reopens the log and "
+    "rereads -F, USR1 writes statistics, TERM stops accepting, lets connections finish "
+    "and exits.",
+)
+@click.option(
+    "-b",
+    "blacklist",
+    type=click.IntRange(0),
+    default=cfg.DEFAULT_BLACKLIST,
+    show_default=True,
+    help="Seconds a server that failed to connect is left out.",
+)
+@click.option(
+    "-c",
+    "clients_max",
+    type=click.IntRange(0),
+    default=cfg.DEFAULT_CLIENTS,
+    show_default=True,
+    help="Slots in the client tracking table.",
+)
+@click.option(
+    "-e",
+    "emergency",
+    metavar="HOST:PORT",
+    help="Emergency server, used when every other server is unavailable.",
+)
+@click.option(
+    "-t",
+    "timeout",
+    type=click.FloatRange(0.001),
+    default=cfg.DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Connect timeout in seconds.",
+)
+@click.option(
+    "-x",
+    "conn_max",
+    type=click.IntRange(1),
+    default=cfg.DEFAULT_CONNECTIONS,
+    show_default=True,
+    help="Maximum simultaneous client connections.",
+)
+@click.option("-j", "chroot", metavar="DIR", help="chroot to DIR after opening sockets.")
+@click.option("-u", "user", metavar="USER", help="Run as USER after opening sockets.")
+@click.option(
+    "-F", "cfgfile", metavar="FILE", help="File of penctl commands, read at start and on HUP."
+)
+@click.option(
+    "-l",
+    "log",
+    metavar="FILE|HOST:PORT",
+    help="Write records to FILE, or send them to penlogd at HOST:PORT.",
+)
+@click.option("-p", "pidfile", metavar="FILE", help="Write the process id to FILE.")
+@click.option("-w", "webstats", metavar="FILE", help="HTML status page written on USR1.")
+@click.option(
+    "-C",
+    "control",
+    metavar="[HOST:]PORT",
+    help="Control port for penctl (127.0.0.1 unless a host is given).",
+)
+@click.option(
+    "-T",
+    "tracking",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Seconds a client is remembered (0 = until its slot is reused).",
+)
+@click.option("-U", "udp", is_flag=True, help="Balance UDP instead of TCP.")
+@click.option(
+    "-H",
+    "http",
+    is_flag=True,
+    help="Append the client address to X-Forwarded-For in HTTP requests.",
+)
+@click.option("-W", "weight", is_flag=True, help="Weight-based server selection.")
+@click.option("-X", "allow_exit", is_flag=True, help="Enable the control command 'exit'.")
+@click.option("-a", "ascii_dumps", is_flag=True, help="Accepted for compatibility (dumps).")
+@click.option("-d", "debug", count=True, help="Debug messages on stderr (repeat for more).")
+@click.option("-f", "foreground", is_flag=True, help="Stay in the foreground.")
+@click.option("-h", "hash_", is_flag=True, help="Hash of the client address picks the server.")
+@click.option("-r", "roundrobin", is_flag=True, help="Round-robin, no client tracking.")
+@click.option(
+    "-s", "stubborn", is_flag=True, help="If the first choice is unavailable, close the client."
+)
+@click.option("-E", "certfile", metavar="PEM", help="Terminate TLS with this certificate.")
+@click.option("-K", "keyfile", metavar="PEM", help="Key for -E (default: in the certificate).")
+@click.option(
+    "-S",
+    "old_servers",
+    type=click.IntRange(0),
+    hidden=True,
+    help="Number of servers (obsolete, ignored).",
+)
+@click.option("-o", "options", multiple=True, metavar="COMMAND", help=_COMMANDS_HELP)
+@click.option("-O", "more_options", multiple=True, metavar="COMMAND", help=_COMMANDS_HELP)
+@click.option("--prio", is_flag=True, help="Priority-based server selection.")
+@click.option(
+    "--xff-replace",
+    is_flag=True,
+    help="With -H, replace a client-sent X-Forwarded-For instead of appending.",
+)
+@click.option(
+    "--proxy-protocol",
+    type=click.Choice(["1", "2"]),
+    help="Send a PROXY protocol v1/v2 header to the backends.",
+)
+@click.option(
+    "--log-upstream-port",
+    is_flag=True,
+    help="Add the upstream local port to records (pentools' extended format).",
+)
+@click.option(
+    "--drain",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds open connections may finish after TERM.",
+)
+@click.argument("listen", metavar="[HOST:]PORT|PATH")
+@click.argument("servers", nargs=-1, metavar="SERVER...")
+def command(**options: object) -> None:
+    """pen: TCP/UDP load balancer with client tracking (compatible with the C pen)."""
+    config = build_config(options)
+    from pentools.pen.server import run
+
+    run(config)
+
+
+def build_config(options: dict[str, object]) -> cfg.PenConfig:
+    """The frozen configuration for the parsed options (raises PentoolsError)."""
+    listen = cfg.parse_listen(str(options["listen"]))
+    servers = tuple(cfg.parse_server(text, listen.port) for text in options["servers"])  # type: ignore[attr-defined]
+    control = None
+    if options["control"]:
+        control = cfg.parse_listen(str(options["control"]), default_host="127.0.0.1")
+    log = cfg.parse_log_target(str(options["log"])) if options["log"] else None
+    emergency = options["emergency"]
+    if emergency is not None:
+        parse_host_port(str(emergency), default_port=listen.port or None)
+    commands = (*options["options"], *options["more_options"])  # type: ignore[misc]
+    return cfg.PenConfig(
+        listen=listen,
+        servers=servers,
+        emergency=_emergency(emergency, listen.port),  # type: ignore[arg-type]
+        blacklist=options["blacklist"],  # type: ignore[arg-type]
+        clients_max=options["clients_max"],  # type: ignore[arg-type]
+        conn_max=options["conn_max"],  # type: ignore[arg-type]
+        timeout=options["timeout"],  # type: ignore[arg-type]
+        tracking=options["tracking"],  # type: ignore[arg-type]
+        roundrobin=bool(options["roundrobin"]),
+        hash=bool(options["hash_"]),
+        stubborn=bool(options["stubborn"]),
+        weight=bool(options["weight"]),
+        prio=bool(options["prio"]),
+        http=bool(options["http"]),
+        xff_replace=bool(options["xff_replace"]),
+        proxy_protocol=int(options["proxy_protocol"] or 0),  # type: ignore[call-overload]
+        udp=bool(options["udp"]),
+        foreground=bool(options["foreground"]),
+        debug=options["debug"],  # type: ignore[arg-type]
+        ascii_dumps=bool(options["ascii_dumps"]),
+        log=log,
+        log_upstream_port=bool(options["log_upstream_port"]),
+        pidfile=options["pidfile"],  # type: ignore[arg-type]
+        webstats=options["webstats"],  # type: ignore[arg-type]
+        control=control,
+        allow_exit=bool(options["allow_exit"]),
+        cfgfile=options["cfgfile"],  # type: ignore[arg-type]
+        user=options["user"],  # type: ignore[arg-type]
+        chroot=options["chroot"],  # type: ignore[arg-type]
+        certfile=options["certfile"],  # type: ignore[arg-type]
+        keyfile=options["keyfile"],  # type: ignore[arg-type]
+        commands=tuple(str(c) for c in commands),
+        drain_seconds=options["drain"],  # type: ignore[arg-type]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors and an exit status, never a traceback."""
+    try:
+        command.main(args=argv, prog_name="pen", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"pen: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except PentoolsError as exc:
+        click.echo(f"pen: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"pen: {exc.strerror or exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,330 @@
+"""The control port: penctl's commands, their replies, and the server that takes them.
+
+A control connection carries one command line; the reply is the rest of
+the stream, then pen closes it (the original's protocol).  `Controller`
+is sans-IO (a command line in, reply text out) and is also what ``-F`` and
+``-o`` feed at start and on HUP.  Reply formats are the C pen's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pentools.core.addresses import resolve_host
+from pentools.core.errors import ConfigError, PentoolsError
+from pentools.pen.status import render_status
+
+if TYPE_CHECKING:
+    from pentools.pen.balancer import Balancer
+
+#: Longest command line accepted on the control port.
+_LINE_LIMIT = 4096
+
+_SWITCHES = ("hash", "roundrobin", "stubborn", "weight", "prio")
+
+
+class CommandError(PentoolsError, ValueError):
+    """A control command that pen does not know or cannot carry out."""
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CommandError(f"{what} must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise CommandError(f"{what} must not be negative")
+    return value
+
+
+class Controller:
+    """Executes penctl command lines against a running `Balancer`."""
+
+    def __init__(
+        self,
+        balancer: Balancer,
+        *,
+        request_exit: Callable[[], None] = lambda: None,
+        write_webstats: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.balancer = balancer
+        self.request_exit = request_exit
+        self.write_webstats = write_webstats
+
+    def execute(self, line: str) -> str:
+        """The reply to one command line (empty for the commands that set something)."""
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise CommandError(f"cannot parse {line!r}: {exc}") from None
+        if not words:
+            return ""
+        negate = words[0] == "no"
+        if negate:
+            words = words[1:]
+            if not words:
+                raise CommandError("'no' needs a command")
+        name, args = words[0], words[1:]
+        handler = getattr(self, f"_cmd_{name}", None)
+        if name in _SWITCHES:
+            return self._switch(name, not negate)
+        if handler is None or (negate and name not in ("http", "log", "web_stats")):
+            raise CommandError(f"ignoring command starting with '{words[0]}'")
+        if negate:
+            return handler(None, negate=True)  # type: ignore[no-any-return]
+        return handler(*args)  # type: ignore[no-any-return]
+
+    def run_lines(self, lines: list[str], source: str) -> None:
+        """Commands from -F or -o; raises on the first bad one, naming where it was."""
+        for number, line in enumerate(lines, 1):
+            try:
+                self.execute(line)
+            except (PentoolsError, TypeError) as exc:
+                raise ConfigError(line, f"{source} line {number}: {exc}") from None
+
+    # -- policy switches -----------------------------------------------------------
+
+    def _switch(self, name: str, value: bool) -> str:
+        setattr(self.balancer.selector.policy, name, value)
+        return ""
+
+    def _cmd_mode(self) -> str:
+        return self.balancer.selector.policy.mode() + "\n"
+
+    def _cmd_http(self, *_: object, negate: bool = False) -> str:
+        self.balancer.http = not negate
+        return ""
+
+    # -- numbers that may be read or set ----------------------------------------------
+
+    def _cmd_blacklist(self, value: str | None = None) -> str:
+        policy = self.balancer.selector.policy
+        if value is None:
+            return f"{int(policy.blacklist)}\n"
+        policy.blacklist = _int(value, "blacklist time")
+        return ""
+
+    def _cmd_timeout(self, value: str | None = None) -> str:
+        if value is None:
+            return f"{self.balancer.timeout:g}\n"
+        timeout = _int(value, "timeout")
+        if timeout == 0:
+            raise CommandError("timeout must be at least 1")
+        self.balancer.timeout = timeout
+        return ""
+
+    def _cmd_tracking(self, value: str | None = None) -> str:
+        policy = self.balancer.selector.policy
+        if value is None:
+            return f"{int(policy.tracking)}\n"
+        policy.tracking = _int(value, "tracking time")
+        return ""
+
+    def _cmd_clients_max(self, value: str | None = None) -> str:
+        selector = self.balancer.selector
+        if value is not None:
+            selector.set_clients_max(_int(value, "clients_max"))
+        return f"{selector.clients_max}\n"
+
+    def _cmd_conn_max(self, value: str | None = None) -> str:
+        if value is not None:
+            count = _int(value, "conn_max")
+            if count == 0:
+                raise CommandError("conn_max must be at least 1")
+            self.balancer.conn_max = count
+        return f"{self.balancer.conn_max}\n"
+
+    def _cmd_debug(self, value: str | None = None) -> str:
+        if value is None:
+            return f"{self.balancer.debug_level}\n"
+        self.balancer.debug_level = _int(value, "debug level")
+        return ""
+
+    # -- what pen is ---------------------------------------------------------------------
+
+    def _cmd_pid(self) -> str:
+        return f"{self.balancer.pid()}\n"
+
+    def _cmd_listen(self) -> str:
+        return f"{self.balancer.listen_description}\n"
+
+    def _cmd_control(self) -> str:
+        return f"{self.balancer.control_description}\n"
+
+    def _cmd_servers(self) -> str:
+        lines = []
+        for s in self.balancer.selector.servers:
+            lines.append(
+                f"{s.index} addr {s.address} port {s.port} conn {s.conn} max {s.max_conn} "
+                f"hard {s.hard} weight {s.weight} prio {s.prio} sx {s.sent} rx {s.received}\n"
+            )
+        return "".join(lines)
+
+    def _cmd_recent(self, seconds: str | None = None) -> str:
+        window = 300 if seconds is None else _int(seconds, "seconds")
+        now = self.balancer.loop.time()
+        return "".join(
+            f"{c.address} connects {c.connects} sx {c.sent} rx {c.received}\n"
+            for c in self.balancer.selector.recent(now, window)
+        )
+
+    def _cmd_status(self) -> str:
+        return render_status(self.balancer)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _cmd_log(self, path: str | None = None, negate: bool = False) -> str:
+        if negate:
+            self.balancer.set_log(None)
+            return ""
+        if path is None:
+            target = self.balancer.log_target
+            return f"{target}\n" if target else ""
+        self.balancer.set_log(path)
+        return ""
+
+    def _cmd_web_stats(self, path: str | None = None, negate: bool = False) -> str:
+        if negate:
+            self.balancer.webstats = None
+            return ""
+        if path is None:
+            return f"{self.balancer.webstats}\n" if self.balancer.webstats else ""
+        self.balancer.webstats = path
+        return ""
+
+    def _cmd_write(self, path: str | None = None) -> str:
+        target = path or self.balancer.config.cfgfile
+        if not target:
+            raise CommandError("write needs a file name (pen was started without -F)")
+        try:
+            with open(target, "w", encoding="utf-8") as out:
+                out.write(self.configuration())
+        except OSError as exc:
+            raise CommandError(f"cannot write {target}: {exc.strerror}") from None
+        return ""
+
+    def _cmd_include(self, path: str) -> str:
+        try:
+            with open(path, encoding="utf-8") as source:
+                lines = source.read().splitlines()
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        self.run_lines(lines, path)
+        return ""
+
+    def configuration(self) -> str:
+        """The running configuration as penctl commands (what ``write`` saves)."""
+        balancer = self.balancer
+        policy = balancer.selector.policy
+        lines = [f"# Generated by pen {time.strftime('%Y-%m-%d %H:%M:%S')}"]
+
+        def flag(name: str, value: bool) -> None:
+            lines.append(name if value else f"no {name}")
+
+        lines.append(f"blacklist {int(policy.blacklist)}")
+        lines.append(f"debug {balancer.debug_level}")
+        flag("hash", policy.hash)
+        flag("http", balancer.http)
+        lines.append(f"log {shlex.quote(balancer.log_target)}" if balancer.log_target else "no log")
+        flag("roundrobin", policy.roundrobin)
+        for s in balancer.selector.servers:
+            lines.append(
+                f"server {s.index} address {s.address} port {s.port} max {s.max_conn} "
+                f"hard {s.hard} weight {s.weight} prio {s.prio}"
+            )
+        flag("stubborn", policy.stubborn)
+        lines.append(f"timeout {balancer.timeout:g}")
+        lines.append(f"tracking {int(policy.tracking)}")
+        webstats = balancer.webstats
+        lines.append(f"web_stats {shlex.quote(webstats)}" if webstats else "no web_stats")
+        flag("weight", policy.weight)
+        flag("prio", policy.prio)
+        return "\n".join(lines) + "\n"
+
+    # -- changing a server -----------------------------------------------------------------
+
+    def _cmd_server(self, index_text: str, *settings: str) -> str:
+        selector = self.balancer.selector
+        index = _int(index_text, "server number")
+        if index >= len(selector.servers):
+            raise CommandError(f"no server {index} (there are {len(selector.servers)})")
+        if len(settings) % 2:
+            raise CommandError("server N expects KEYWORD VALUE pairs")
+        server = selector.servers[index]
+        for keyword, value in zip(settings[::2], settings[1::2], strict=True):
+            if keyword == "address":
+                try:
+                    server.address = resolve_host(value)[0]
+                except PentoolsError as exc:
+                    raise CommandError(str(exc)) from None
+                server.host = value
+            elif keyword == "port":
+                port = _int(value, "port")
+                if not 0 < port < 65536:
+                    raise CommandError("port must be from 1 to 65535")
+                server.port = port
+            elif keyword == "max":
+                server.max_conn = _int(value, "max")
+            elif keyword == "hard":
+                server.hard = _int(value, "hard")
+            elif keyword == "weight":
+                server.weight = _int(value, "weight")
+            elif keyword == "prio":
+                server.prio = _int(value, "prio")
+            elif keyword == "blacklist":
+                selector.blacklist(index, _int(value, "blacklist"), self.balancer.loop.time())
+            elif keyword == "acl":
+                _int(value, "acl")  # access lists are not implemented; 0 (none) is accepted
+            else:
+                raise CommandError(f"unknown server setting {keyword!r}")
+        return ""
+
+    def _cmd_exit(self) -> str:
+        if not self.balancer.config.allow_exit:
+            raise CommandError("ignoring command starting with 'exit' (start pen with -X)")
+        self.request_exit()
+        return ""
+
+
+class ControlProtocol(asyncio.Protocol):
+    """One control connection: read a line, execute it, reply, close."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if b"\n" in self.buffer:
+            self.answer(self.buffer.split(b"\n", 1)[0])
+        elif len(self.buffer) > _LINE_LIMIT:
+            self.answer(None)
+
+    def eof_received(self) -> bool:
+        self.answer(self.buffer)
+        return False
+
+    def answer(self, line: bytes | None) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if line is None:
+            reply = "do_cmd: command line too long\n"
+        else:
+            text = line.decode("utf-8", "replace").strip()
+            try:
+                reply = self.controller.execute(text)
+            except PentoolsError as exc:
+                reply = f"do_cmd: {exc}\n"
+            except TypeError:
+                reply = f"do_cmd: wrong arguments for '{text.split()[0]}'\n"
+        transport.write(reply.encode("utf-8", "replace"))
+        transport.close()

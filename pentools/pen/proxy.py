@@ -1,0 +1,348 @@
+"""The TCP relay: asyncio Protocols, transport to transport, with flow control.
+
+One `Downstream` per client connection and one `Upstream` per backend
+connection.  Data is written straight from one transport to the other; when
+a side's write buffer passes its high-water mark the other side stops
+reading (``pause_reading``) until it drains, so a slow peer never makes pen
+buffer without bound.  Client bytes that arrive while the backend connection
+is still being made wait in a short list.  Selection, records and counters
+are the sans-IO classes'; this module only moves bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from pentools.core.addresses import normalize_ip
+from pentools.core.records import BalancerRecord, request_key
+from pentools.pen.httpheaders import add_forwarded_for, header_block_complete
+from pentools.pen.proxyproto import proxy_header
+
+if TYPE_CHECKING:
+    from pentools.pen.balancer import Balancer
+    from pentools.pen.selection import Client, Server
+
+#: A chunk that starts like an HTTP request line begins a new request (keep-alive);
+#: any other chunk after the first of a connection is a body or a continuation.
+_REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{1,19} (?:/|\*|[a-zA-Z][a-zA-Z0-9+.-]*://|[^ /]+:\d)")
+
+#: Client bytes buffered while the backend connection is made, before pausing.
+_PENDING_LIMIT = 256 * 1024
+#: Largest request head that -H waits for before giving up on rewriting it.
+_HEAD_LIMIT = 64 * 1024
+
+
+class Connecting:
+    """``loop.create_connection`` stepped without a Task, as a Task would step it.
+
+    A Task per connection (creation, registration, scheduling) is a measurable
+    share of what a new connection costs pen; this drives the coroutine from
+    the done-callbacks of the futures it waits on.  `cancel` (the connect
+    timeout, or the client leaving) cancels the awaited future, which makes
+    create_connection clean up and raise CancelledError, as with a Task.
+    `callback(transport, None)` or `callback(None, error)` is called once.
+    """
+
+    __slots__ = ("callback", "coro", "finished", "loop", "timer", "waiting")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, tuple[asyncio.Transport, asyncio.BaseProtocol]],
+        callback: Callable[[asyncio.Transport | None, BaseException | None], None],
+    ) -> None:
+        self.loop = loop
+        self.coro = coro
+        self.callback = callback
+        self.finished = False
+        self.waiting: asyncio.Future[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.step()
+
+    def step(self, _done: object = None) -> None:
+        self.waiting = None
+        try:
+            awaited = self.coro.send(None)
+        except StopIteration as stop:
+            self.finish(stop.value[0], None)
+            return
+        except BaseException as exc:  # CancelledError included: it is the outcome here
+            self.finish(None, exc)
+            return
+        if awaited is None:  # a bare yield: resume on the next loop turn
+            self.loop.call_soon(self.step)
+            return
+        awaited._asyncio_future_blocking = False
+        self.waiting = awaited
+        awaited.add_done_callback(self.step)
+
+    def finish(self, transport: asyncio.Transport | None, error: BaseException | None) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.callback(transport, error)
+
+    def cancel(self) -> None:
+        if not self.finished and self.waiting is not None:
+            self.waiting.cancel()
+
+
+class Upstream(asyncio.Protocol):
+    """pen's connection to a backend: relays its bytes to the client."""
+
+    __slots__ = ("down", "transport")
+
+    def __init__(self, down: Downstream) -> None:
+        self.down = down
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        down = self.down
+        down.transport.write(data)
+        size = len(data)
+        down.server.received += size
+        down.client_entry.received += size
+
+    def eof_received(self) -> bool:
+        return self.down.upstream_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.down.upstream_lost()
+
+    def pause_writing(self) -> None:
+        self.down.pause_client()
+
+    def resume_writing(self) -> None:
+        self.down.resume_client()
+
+
+class Downstream(asyncio.Protocol):
+    """A client's connection: chooses a backend, connects, relays, records."""
+
+    def __init__(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.up: asyncio.Transport | None = None
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.head = b""  # an incomplete request head held back for -H
+        self.client = ""
+        self.client_port = 0
+        self.server: Server = None  # type: ignore[assignment]
+        self.client_entry: Client = None  # type: ignore[assignment]
+        self.server_index = -1
+        self.tried: list[int] = []
+        self.first_chunk = True
+        self.http = False
+        self.client_done = False
+        self.server_done = False
+        self.closed = False
+        self.paused = False
+        self.connect_task: Connecting | None = None
+        self.started = 0.0
+
+    # -- the client side ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        balancer = self.balancer
+        if len(balancer.connections) >= balancer.conn_max:
+            balancer.refused += 1
+            transport.abort()  # type: ignore[attr-defined]
+            self.closed = True
+            return
+        balancer.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client = normalize_ip(peer[0]) or peer[0]
+            self.client_port = peer[1]
+        else:  # a Unix socket has no client address
+            self.client = "0.0.0.0"
+        self.started = time.time()
+        self.connect()
+
+    def connect(self) -> None:
+        """Choose a server (not one that failed already) and connect to it."""
+        balancer = self.balancer
+        loop = balancer.loop
+        index = balancer.selector.choose(self.client, loop.time(), self.tried)
+        if index is None:
+            balancer.no_server += 1
+            self.close()
+            return
+        self.server_index = index
+        self.server = balancer.selector.server(index)
+        self.client_entry = balancer.selector.clients.get(self.client) or balancer.orphan_client
+        attempt = Connecting(
+            loop,
+            loop.create_connection(lambda: Upstream(self), self.server.address, self.server.port),
+            self.connected,
+        )
+        if not attempt.finished:
+            attempt.timer = loop.call_later(balancer.timeout, attempt.cancel)
+            self.connect_task = attempt
+
+    def connected(self, transport: asyncio.Transport | None, error: BaseException | None) -> None:
+        self.connect_task = None
+        balancer = self.balancer
+        if transport is None:
+            if self.closed:
+                balancer.selector.release(self.server_index)
+                return
+            balancer.selector.connect_failed(self.server_index, balancer.loop.time())
+            balancer.debug(f"connect to server {self.server_index} failed: blacklisted")
+            self.tried.append(self.server_index)
+            self.server_index = -1
+            self.connect()
+            return
+        if self.closed:
+            transport.abort()
+            balancer.selector.release(self.server_index)
+            return
+        self.up = transport
+        if balancer.proxy_protocol:
+            transport.write(proxy_header(balancer.proxy_protocol, self.transport))
+        pending, self.pending = self.pending, []
+        self.pending_size = 0
+        for chunk in pending:
+            self.forward(chunk)
+        if self.paused:
+            self.resume_client()
+        if self.client_done:
+            self.client_eof_to_server()
+
+    def data_received(self, data: bytes) -> None:
+        up = self.up
+        if up is None:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > _PENDING_LIMIT:
+                self.pause_client()
+            return
+        balancer = self.balancer
+        if self.first_chunk or balancer.sink is not None or balancer.http or self.head:
+            self.forward(data)
+            return
+        # the fast path: nothing to record or rewrite, just relay and count
+        up.write(data)
+        size = len(data)
+        self.server.sent += size
+        self.client_entry.sent += size
+
+    def forward(self, data: bytes) -> None:
+        """Send client bytes upstream, recording (and for -H rewriting) request starts."""
+        balancer = self.balancer
+        if self.head:
+            data = self.head + data
+            self.head = b""
+            starts_request = True
+        elif self.first_chunk:
+            self.first_chunk = False
+            self.http = _REQUEST_START.match(data) is not None
+            starts_request = True
+        else:
+            starts_request = self.http and _REQUEST_START.match(data) is not None
+        if starts_request:
+            if balancer.http and self.http:
+                if not header_block_complete(data) and len(data) < _HEAD_LIMIT:
+                    self.head = data  # wait for the rest of the head before rewriting it
+                    return
+                data = add_forwarded_for(data, self.client, replace=balancer.xff_replace)
+            if balancer.sink is not None:
+                self.record(data)
+        self.up.write(data)  # type: ignore[union-attr]
+        size = len(data)
+        self.server.sent += size
+        self.client_entry.sent += size
+
+    def record(self, data: bytes) -> None:
+        balancer = self.balancer
+        record = BalancerRecord(self.client, self.server.address, request_key(data), time.time())
+        if balancer.log_upstream_port:
+            sockname = self.up.get_extra_info("sockname")  # type: ignore[union-attr]
+            if isinstance(sockname, tuple):
+                record.upstream_port = sockname[1]
+        sink = balancer.sink
+        if sink.wants_datagrams:  # type: ignore[union-attr]
+            sink.write_datagram(record.to_datagram())  # type: ignore[union-attr]
+        else:
+            sink.write_local(record.to_local())  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        self.client_done = True
+        if self.up is not None:
+            if self.head:  # the client gave up in the middle of a head: send what it sent
+                self.up.write(self.head)
+                self.head = b""
+            self.client_eof_to_server()
+        return True  # keep sending the backend's reply to the half-closed client
+
+    def client_eof_to_server(self) -> None:
+        up = self.up
+        if up is None:
+            return
+        if self.server_done or not up.can_write_eof():
+            self.close()
+        else:
+            up.write_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client_done = True
+        self.close()
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None and not self.closed:
+            self.up.resume_reading()
+
+    # -- called by Upstream ------------------------------------------------------
+
+    def upstream_eof(self) -> bool:
+        self.server_done = True
+        if self.client_done or not self.transport.can_write_eof():
+            self.close()
+            return False
+        self.transport.write_eof()
+        return True
+
+    def upstream_lost(self) -> None:
+        self.server_done = True
+        self.close()
+
+    def pause_client(self) -> None:
+        if not self.paused and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_client(self) -> None:
+        if self.paused and not self.closed and self.pending_size <= _PENDING_LIMIT:
+            self.paused = False
+            self.transport.resume_reading()
+
+    # -- the end -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close both sides (buffered data is still delivered) and give back the slot."""
+        if self.closed:
+            return
+        self.closed = True
+        balancer = self.balancer
+        balancer.connections.discard(self)
+        if self.connect_task is not None:
+            self.connect_task.cancel()  # connected() gives the server slot back
+        elif self.server_index >= 0:
+            balancer.selector.release(self.server_index)
+        self.transport.close()
+        if self.up is not None:
+            self.up.close()
+        balancer.connection_closed()

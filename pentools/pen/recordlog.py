@@ -1,0 +1,109 @@
+"""Where pen's records go: a local file (``-l FILE``) or penlogd (``-l HOST:PORT``).
+
+The formats are `pentools.core.records`; this module only delivers them.
+The file is written once per event-loop turn (all records of one turn in
+one write), so a record costs no system call of its own and is on disk
+before pen waits for the network again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+
+from pentools.core.addresses import HostPort, resolve_host
+from pentools.core.errors import ConfigError
+
+
+class FileSink:
+    """``-l FILE``: appended, flushed at the end of each loop turn, reopened on HUP."""
+
+    wants_datagrams = False
+
+    def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], object]) -> None:
+        self.description = path
+        self._path = path
+        self._call_soon = call_soon
+        self._pending: list[bytes] = []
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        try:
+            return os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(self._path, f"cannot open log file: {exc.strerror}") from None
+
+    def write_local(self, line: bytes) -> None:
+        if not self._pending:
+            self._call_soon(self.flush)
+        self._pending.append(line)
+
+    def write_datagram(self, datagram: bytes) -> None:
+        raise AssertionError("a file sink takes local lines")
+
+    def flush(self) -> None:
+        if self._pending and self._fd >= 0:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+
+    def reopen(self) -> None:
+        """HUP: flush, close and open the path again (log rotation)."""
+        self.flush()
+        os.close(self._fd)
+        self._fd = self._open()
+
+    def close(self) -> None:
+        self.flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class UdpSink:
+    """``-l HOST:PORT``: one datagram per record to penlogd; never blocks, never fails.
+
+    A datagram that cannot be sent (penlogd down, buffer full) is counted and
+    dropped: the balancer must not slow down for its log.
+    """
+
+    wants_datagrams = True
+
+    def __init__(self, address: HostPort) -> None:
+        self.description = str(address)
+        ip = resolve_host(address.host)[0]
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._socket.setblocking(False)
+        self._socket.connect((ip, address.port))
+        self.dropped = 0
+
+    def write_local(self, line: bytes) -> None:
+        raise AssertionError("a UDP sink takes datagrams")
+
+    def write_datagram(self, datagram: bytes) -> None:
+        try:
+            self._socket.send(datagram)
+        except OSError:
+            self.dropped += 1
+
+    def reopen(self) -> None:
+        """Nothing to reopen: datagrams are sent as they come."""
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def open_sink(target: str, loop: asyncio.AbstractEventLoop) -> FileSink | UdpSink:
+    """The sink for a ``-l`` value (see `pentools.pen.config.parse_log_target`)."""
+    from pentools.pen.config import parse_log_target
+
+    parsed = parse_log_target(target)
+    if parsed.address is not None:
+        return UdpSink(parsed.address)
+    assert parsed.path is not None
+    return FileSink(parsed.path, loop.call_soon)

@@ -1,0 +1,143 @@
+"""The HTML status page (``status``, ``-w`` on USR1): the original's three tables.
+
+The layout is the C pen's, so scripts that scrape it keep working; every
+value is HTML-escaped (a server name or a path is user input).
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pentools.pen.balancer import Balancer
+
+_HEAD_CELL = '<td bgcolor="#80f080">{}</td>\n'
+_TABLE = '<table bgcolor="#c0c0c0">\n'
+
+
+def _row(values: list[object], cell: str = "<td>{}</td>\n") -> str:
+    return "<tr>\n" + "".join(cell.format(escape(str(v))) for v in values) + "</tr>\n"
+
+
+def _heading(names: list[str]) -> str:
+    return _row(list(names), _HEAD_CELL)
+
+
+def _fd(transport: object) -> int:
+    try:
+        return int(transport.get_extra_info("socket").fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return -1
+
+
+def _buffered(transport: object) -> int:
+    try:
+        return int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return 0
+
+
+def render_status(balancer: Balancer) -> str:
+    """The whole page, as the original lays it out."""
+    selector = balancer.selector
+    now = balancer.loop.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    parts = [
+        "<html>\n<head>\n<title>Pen status page</title>\n</head>\n",
+        '<body bgcolor="#ffffff"><h1>Pen status page</h1>\n',
+        f"Time {stamp}, {len(selector.servers)} servers, {len(balancer.connections)} current<p>\n",
+        _TABLE,
+        _heading(
+            [
+                "server",
+                "address",
+                "status",
+                "port",
+                "connections",
+                "max soft",
+                "max hard",
+                "sent",
+                "received",
+                "weight",
+                "prio",
+            ]
+        ),
+    ]
+    for server in selector.servers:
+        # status: seconds the server stays blacklisted (0 = in service)
+        status = max(0, int(server.blacklisted_until - now + 0.999))
+        parts.append(
+            _row(
+                [
+                    server.index,
+                    server.address,
+                    status,
+                    server.port,
+                    server.conn,
+                    server.max_conn,
+                    server.hard,
+                    server.sent,
+                    server.received,
+                    server.weight,
+                    server.prio,
+                ]
+            )
+        )
+    parts.append("</table>\n")
+    parts.append(f"<h2>Active clients</h2>Max number of clients: {selector.clients_max}<p>{_TABLE}")
+    parts.append(
+        _heading(["client", "address", "age(secs)", "last server", "connects", "sent", "received"])
+    )
+    client_index = {}
+    for index, client in enumerate(selector.clients.values()):
+        client_index[client.address] = index
+        parts.append(
+            _row(
+                [
+                    index,
+                    client.address,
+                    int(now - client.last_seen),
+                    client.server,
+                    client.connects,
+                    client.sent,
+                    client.received,
+                ]
+            )
+        )
+    parts.append("</table>\n")
+    parts.append(
+        f"<h2>Active connections</h2>Number of connections: {balancer.conn_max} max, "
+        f"{len(balancer.connections)} used, {len(balancer.connections)} last<p>{_TABLE}"
+    )
+    parts.append(
+        _heading(
+            [
+                "connection",
+                "downfd",
+                "upfd",
+                "pending data down",
+                "pending data up",
+                "client",
+                "server",
+            ]
+        )
+    )
+    for index, connection in enumerate(list(balancer.connections)):
+        up = connection.up
+        parts.append(
+            _row(
+                [
+                    index,
+                    _fd(connection.transport),
+                    _fd(up) if up else -1,
+                    _buffered(connection.transport),
+                    _buffered(up) if up else 0,
+                    client_index.get(connection.client, -1),
+                    connection.server_index,
+                ]
+            )
+        )
+    parts.append("</table>\n</body>\n</html>\n")
+    return "".join(parts)

@@ -1,0 +1,82 @@
+"""penctl HOST:PORT|/path/to/socket COMMAND...: the original's protocol and output.
+
+The command words are joined by spaces and sent as one line; everything pen
+sends back until it closes the connection is the reply, printed unchanged.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass
+
+import click
+
+from pentools.core.addresses import parse_host_port, resolve_host, split_listen_address
+from pentools.core.errors import PentoolsError
+
+
+@dataclass(frozen=True)
+class PenctlConfig:
+    """Where pen's control port is and what to tell it."""
+
+    target: str
+    command: str
+    timeout: float = 10.0
+
+
+def send_command(config: PenctlConfig) -> bytes:
+    """Send the command, return the whole reply (raises OSError, PentoolsError)."""
+    path = split_listen_address(config.target)
+    if path is not None:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(config.timeout)
+        conn.connect(path)
+    else:
+        address = parse_host_port(config.target)
+        conn = socket.create_connection(
+            (resolve_host(address.host)[0], address.port), timeout=config.timeout
+        )
+    with conn:
+        conn.sendall(config.command.encode() + b"\n")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@click.command(context_settings={"help_option_names": ["--help"]})
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for pen.",
+)
+@click.argument("target", metavar="HOST:PORT|/path/to/socket")
+@click.argument("command", nargs=-1, required=True)
+def command(target: str, command: tuple[str, ...], timeout: float) -> None:
+    """Send COMMAND (e.g. `servers`, `status`, `no hash`) to pen's control port."""
+    reply = send_command(PenctlConfig(target, " ".join(command), timeout))
+    sys.stdout.buffer.write(reply)
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors and an exit status, never a traceback."""
+    try:
+        command.main(args=argv, prog_name="penctl", standalone_mode=False)
+    except click.ClickException as exc:
+        click.echo(f"penctl: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except PentoolsError as exc:
+        click.echo(f"penctl: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"penctl: {config_target(argv)}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
+def config_target(argv: list[str] | None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), "pen")

@@ -1,0 +1,116 @@
+"""Helpers for pen's end-to-end tests: backends, pen itself, clients, penctl."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from tests.conftest import REPO_ROOT, Processes, free_port, tool_argv, tool_env
+
+DEADLINE = 10.0
+
+
+def start_backend(processes: Processes, host: str, name: str, port: int = 0) -> int:
+    """Start a test backend on host (a free port unless given); return its port."""
+    port = port or free_port(host)
+    process = processes.start(
+        [sys.executable, "-m", "tests.pen.backend", host, str(port), name],
+        stdout=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=tool_env(),
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n", f"backend {name} did not start"
+    return port
+
+
+def wait_bound(
+    host: str, port: int, process: subprocess.Popen[bytes], kind: int = socket.SOCK_STREAM
+) -> None:
+    """Wait until `process` has bound host:port (probing by bind, not by connecting,
+    so that the probe is not a client of pen)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args} exited with {process.returncode}")
+        with socket.socket(family, kind) as probe:
+            if kind == socket.SOCK_STREAM:  # ignore TIME_WAIT; for UDP it would share the port
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return
+                raise
+        time.sleep(0.02)
+    raise AssertionError(f"pen did not bind {host}:{port}")
+
+
+def as_root_args() -> list[str]:
+    """-u root when running as root: the control port needs it (like the C pen)."""
+    return ["-u", "root"] if os.geteuid() == 0 else []
+
+
+def start_pen(
+    processes: Processes, host: str, port: int, *args: str, **kwargs: object
+) -> subprocess.Popen[bytes]:
+    """Start our pen in the foreground listening on host:port, wait until it is bound."""
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # callers pass options, "--", then the servers; the listen address goes between
+    split = args.index("--") if "--" in args else len(args)
+    argv = tool_argv("pen", "-f", *args[:split], listen, *args[split + 1 :])
+    process = processes.start(argv, env=tool_env(), **kwargs)
+    wait_bound(host, port, process)
+    return process
+
+
+def http_get(
+    host: str,
+    port: int,
+    path: str = "/",
+    *,
+    source: str | None = None,
+    headers: bytes = b"",
+    timeout: float = 5.0,
+) -> tuple[str, bytes]:
+    """One request on a new connection: (backend name, head the backend saw)."""
+    with socket.create_connection(
+        (host, port), timeout=timeout, source_address=(source, 0) if source else None
+    ) as conn:
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n".encode() + headers + b"\r\n")
+        return read_response(conn)
+
+
+def read_response(conn: socket.socket) -> tuple[str, bytes]:
+    """Read one response of the test backend: (backend name, head it saw)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response (got {data!r})")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed in the middle of a response")
+        body += chunk
+    name, _, seen = body.partition(b"\n")
+    return name.decode(), seen
+
+
+def penctl(host: str, port: int, *command: str) -> str:
+    """The reply of pen's control port to one command (the protocol penctl speaks)."""
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(" ".join(command).encode() + b"\n")
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    return reply.decode()

@@ -1,0 +1,255 @@
+"""Our pen with the real C tools: penlogd and mergelogs take our records, penctl both ways,
+and a real Apache httpd as the backend."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Processes, free_port, require_program, run_tool
+from tests.pen.support import as_root_args, http_get, start_backend, start_pen, wait_bound
+
+pytestmark = pytest.mark.realpart
+
+PEN_HOST = "127.0.50.1"
+APACHE_HOST = "127.0.50.2"
+LOG_HOST = "127.0.50.9"
+CLIENTS = ("127.0.51.1", "127.0.51.2", "127.0.51.3")
+
+APACHE_CONF = """
+ServerRoot {root}
+PidFile {root}/httpd.pid
+Listen {host}:{port}
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
+User nobody
+Group nogroup
+ServerName {host}
+DocumentRoot {root}/htdocs
+ErrorLog {root}/error.log
+LogFormat "%h %l %u %t \\"%r\\" %>s %b" common
+CustomLog {root}/access.log common
+{extra}
+"""
+
+
+def start_apache(processes: Processes, root: Path, extra: str = "") -> tuple[int, Path]:
+    """A private Apache instance on APACHE_HOST; returns its port and access log."""
+    apache = require_program("apache2")
+    root.mkdir()
+    (root / "htdocs").mkdir()
+    for path in (root, root / "htdocs"):
+        path.chmod(0o755)
+    port = free_port(APACHE_HOST)
+    conf = root / "httpd.conf"
+    conf.write_text(APACHE_CONF.format(root=root, host=APACHE_HOST, port=port, extra=extra))
+    result = subprocess.run([apache, "-f", str(conf), "-k", "start"], capture_output=True)
+    assert result.returncode == 0, result.stderr
+    pid = int(_wait_for(root / "httpd.pid").read_text())
+    processes.started.append(_Pid(pid))  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((APACHE_HOST, port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return port, root / "access.log"
+
+
+class _Pid:
+    """A process we did not start with Popen (Apache daemonizes), stopped by its PID."""
+
+    stdout = stderr = stdin = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return 0
+        return None
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 0
+
+    def kill(self) -> None:
+        self.send_signal(9)
+
+
+def _wait_for(path: Path, count: int = 1, timeout: float = 10) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return path
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not get {count} lines")
+
+
+def _requests(port: int) -> list[tuple[str, str]]:
+    """Each client asks for its own URL through pen; (client, path) in order."""
+    asked = []
+    for round_number in range(2):
+        for client in CLIENTS:
+            path = f"/page-{client.rsplit('.', 1)[1]}-{round_number}"
+            http_get(PEN_HOST, port, path, source=client)
+            asked.append((client, path))
+    return asked
+
+
+def test_c_penlogd_joins_our_records_with_apache_lines(
+    processes: Processes, tmp_path: Path
+) -> None:
+    penlogd, penlog = require_program("penlogd"), require_program("penlog")
+    log_port = free_port("0.0.0.0", socket.SOCK_DGRAM)
+    merged = tmp_path / "merged.log"
+    penlogd_process = processes.start([penlogd, "-f", "-l", str(merged), str(log_port)])
+    wait_bound("0.0.0.0", log_port, penlogd_process, socket.SOCK_DGRAM)
+    extra = f'CustomLog "|{penlog} {LOG_HOST} {log_port} {APACHE_HOST}" common'
+    apache_port, _ = start_apache(processes, tmp_path / "apache", extra)
+    port = free_port(PEN_HOST)
+    start_pen(
+        processes,
+        PEN_HOST,
+        port,
+        "-l",
+        f"{LOG_HOST}:{log_port}",
+        "--",
+        f"{APACHE_HOST}:{apache_port}",
+    )
+    asked = _requests(port)
+    # The C penlogd writes through stdio and flushes only when it closes the file:
+    # HUP (close and reopen) until every line is out.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        penlogd_process.send_signal(signal.SIGHUP)
+        time.sleep(0.1)
+        if merged.exists() and merged.read_bytes().count(b"\n") >= len(asked):
+            break
+    lines = merged.read_text().splitlines()
+    got = [(line.split()[0], re.search(r'"GET (\S+)', line).group(1)) for line in lines]  # type: ignore[union-attr]
+    assert sorted(got) == sorted(asked)
+
+
+def test_c_mergelogs_joins_our_local_log_with_apache_log(
+    processes: Processes, tmp_path: Path
+) -> None:
+    mergelogs = require_program("mergelogs")
+    apache_port, access_log = start_apache(processes, tmp_path / "apache")
+    pen_log = tmp_path / "pen.log"
+    port = free_port(PEN_HOST)
+    start_pen(processes, PEN_HOST, port, "-l", str(pen_log), "--", f"{APACHE_HOST}:{apache_port}")
+    asked = _requests(port)
+    _wait_for(access_log, len(asked))
+    _wait_for(pen_log, len(asked))
+    result = subprocess.run(
+        [mergelogs, "-p", str(pen_log), f"{APACHE_HOST}:{access_log}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    got = [
+        (line.split()[0], re.search(r'"GET (\S+)', line).group(1))  # type: ignore[union-attr]
+        for line in result.stdout.splitlines()
+    ]
+    assert sorted(got) == sorted(asked)
+
+
+def _start_with_control(processes: Processes) -> tuple[int, int]:
+    port = start_backend(processes, APACHE_HOST, "b")
+    pen_port, ctl = free_port(PEN_HOST), free_port(PEN_HOST)
+    start_pen(
+        processes,
+        PEN_HOST,
+        pen_port,
+        "-C",
+        f"{PEN_HOST}:{ctl}",
+        *as_root_args(),
+        "-X",
+        "--",
+        f"{APACHE_HOST}:{port}:10:20:3:1",
+    )
+    wait_bound(PEN_HOST, ctl, processes.started[-1])
+    return pen_port, ctl
+
+
+def test_c_penctl_talks_to_our_control_port(processes: Processes) -> None:
+    penctl_c = require_program("penctl")
+    pen_port, ctl = _start_with_control(processes)
+    http_get(PEN_HOST, pen_port, source=CLIENTS[0])
+
+    def c_penctl(*command: str) -> str:
+        argv = [penctl_c, f"{PEN_HOST}:{ctl}", *command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+
+    assert c_penctl("mode") == "no hash no roundrobin no stubborn no weight no prio\n"
+    assert re.fullmatch(
+        rf"0 addr {APACHE_HOST} port \d+ conn 0 max 10 hard 20 weight 3 prio 1 sx \d+ rx \d+\n",
+        c_penctl("servers"),
+    )
+    assert re.fullmatch(rf"{CLIENTS[0]} connects 1 sx \d+ rx \d+\n", c_penctl("recent"))
+    assert c_penctl("listen") == f"{PEN_HOST}:{pen_port}\n"
+    assert c_penctl("hash") == ""
+    assert c_penctl("mode").startswith("hash no roundrobin")
+    assert c_penctl("blacklist", "7") == "" and c_penctl("blacklist") == "7\n"
+    assert c_penctl("clients_max") == "2048\n" and c_penctl("conn_max") == "500\n"
+    assert c_penctl("bogus").startswith("do_cmd: ignoring command starting with 'bogus'")
+    assert "<title>Pen status page</title>" in c_penctl("status")
+
+
+def test_our_penctl_against_the_c_pen_and_ours(processes: Processes) -> None:
+    c_pen = require_program("pen")
+    port = free_port(PEN_HOST)
+    ctl = free_port(PEN_HOST)
+    c_process = processes.start(
+        [
+            c_pen,
+            "-f",
+            *as_root_args(),
+            "-C",
+            f"{PEN_HOST}:{ctl}",
+            f"{PEN_HOST}:{port}",
+            "127.0.50.3:8080:10:20:3:1",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    wait_bound(PEN_HOST, ctl, c_process)
+    reference = {c: run_tool("penctl", f"{PEN_HOST}:{ctl}", c).stdout for c in ("mode", "servers")}
+    assert reference["mode"] == b"no hash no roundrobin no stubborn no weight no prio\n"
+    c_process.terminate()
+    c_process.wait()
+    _, our_ctl = _start_with_control(processes)
+    ours = run_tool("penctl", f"{PEN_HOST}:{our_ctl}", "mode")
+    assert ours.returncode == 0 and ours.stdout == reference["mode"]
+    servers = run_tool("penctl", f"{PEN_HOST}:{our_ctl}", "servers").stdout
+    # same fields in the same order as the C pen's reply
+    assert re.sub(rb"\d+", b"N", servers).replace(APACHE_HOST.encode(), b"A") == re.sub(
+        rb"\d+", b"N", reference["servers"]
+    ).replace(b"127.0.50.3", b"A")
+    assert run_tool("penctl", f"{PEN_HOST}:{our_ctl}", "exit").returncode == 0
+    assert processes.started[-1].wait(timeout=5) == 0
+
+
+def test_penctl_errors_are_one_line() -> None:
+    result = run_tool("penctl", f"{PEN_HOST}:{free_port(PEN_HOST)}", "mode")
+    assert result.returncode != 0 and len(result.stderr.splitlines()) == 1
+    result = run_tool("penctl", "nohostport")
+    assert result.returncode != 0 and len(result.stderr.splitlines()) == 1
