@@ -43,3 +43,12 @@ class InputFileError(PentoolsError, OSError):
         super().__init__(f"cannot read {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class OutputFileError(PentoolsError, OSError):
+    """An output file (log, PID file) that cannot be created or written."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
+        self.reason = reason
