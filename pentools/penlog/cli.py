@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
-from types import FrameType
 
 import click
 
@@ -22,14 +22,6 @@ Each line read becomes one UDP datagram (lines longer than the UDP limit,
 penlogd that is down or a full buffer only makes it count the line as
 dropped.  It exits 0 at end of input or on TERM.
 """
-
-
-class _Terminated(Exception):
-    """TERM or INT arrived: finish like at end of input."""
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,14 +45,15 @@ def command(server: str, port: str, my_ip: str | None, show_stats: bool) -> None
         sender = Sender(SenderConfig(server, parse_port(port), my_ip))
     except PentoolsError as exc:
         raise click.ClickException(str(exc)) from None
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop_signals: list[int] = []
+    wakeup_read, wakeup_write = os.pipe()
+    os.set_blocking(wakeup_write, False)
+    signal.set_wakeup_fd(wakeup_write)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: stop_signals.append(signum))
     try:
-        sender.pump(sys.stdin.buffer)
-    except _Terminated:
-        pass
+        sender.pump(sys.stdin.fileno(), lambda: bool(stop_signals), wakeup_read)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sender.close()
         if show_stats:
             print(f"penlog: {sender.stats.summary()}", file=sys.stderr)
