@@ -162,12 +162,16 @@ class AttributionEngine:
     `slack` widens the learned band (1 s for one-second time stamps, less for
     penlogd's arrival times).  `max_records` bounds memory for a caller that
     adds records in time order (penlogd's ``-n``): beyond it the oldest
-    records are dropped, as if expired.
+    records are dropped, as if expired.  `prior_band` is the band of
+    ``line - record`` assumed for a server until its own is learned: penlogd
+    knows a line comes after its record, so (-slack, window) makes an
+    unlearned server first in, first out instead of nearest (newest) first.
     """
 
     window: float = 600.0
     slack: float = 1.0
     max_records: int | None = None
+    prior_band: tuple[float, float] | None = None
     stats: AttributionStats = field(default_factory=AttributionStats)
 
     def __post_init__(self) -> None:
@@ -188,6 +192,7 @@ class AttributionEngine:
         found = self._offsets.get(server)
         if found is None:
             found = self._offsets[server] = ClockOffset(self.slack)
+            found.band = self.prior_band
         return found
 
     def add_record(self, record: BalancerRecord) -> None:

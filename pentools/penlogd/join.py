@@ -98,7 +98,10 @@ class LiveJoin:
     def __init__(self, config: JoinConfig) -> None:
         self.config = config
         self.engine = AttributionEngine(
-            window=config.window, slack=config.slack, max_records=config.max_records
+            window=config.window,
+            slack=config.slack,
+            max_records=config.max_records,
+            prior_band=(-config.slack, config.window),  # a line comes after its record
         )
         self.counters = JoinCounters()
         self._format = LogFormat(config.log_format)

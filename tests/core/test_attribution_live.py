@@ -1,4 +1,4 @@
-"""The engine's optional record bound (penlogd -n): memory bounded, newest kept."""
+"""Engine options for the live join (penlogd): the record bound (-n) and the prior band."""
 
 from __future__ import annotations
 
@@ -38,3 +38,14 @@ def test_consumed_records_still_count_toward_the_bound_until_swept() -> None:
         assert engine.match("192.0.2.1", "GET /", float(index)).client == f"10.0.0.{index}"
     add(engine, 100, start=100.0)
     assert engine.pending_records <= 10 + 1
+
+
+def test_a_prior_band_makes_an_unlearned_server_first_in_first_out() -> None:
+    def engine_with(prior: tuple[float, float] | None) -> list[str | None]:
+        engine = AttributionEngine(window=60, slack=0.05, prior_band=prior)
+        for index in range(3):
+            engine.add_record(BalancerRecord(f"10.0.0.{index}", "192.0.2.1", "GET /", index * 0.1))
+        return [engine.match("192.0.2.1", "GET /", 0.5 + n * 0.01).client for n in range(3)]
+
+    assert engine_with(None) == ["10.0.0.2", "10.0.0.1", "10.0.0.0"]  # nearest: newest first
+    assert engine_with((-0.05, 60)) == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]
