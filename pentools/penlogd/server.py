@@ -29,6 +29,12 @@ log = logging.getLogger("penlogd")
 #: line reaches the file at most this late (plus its wait).
 TICK = 0.1
 
+#: Datagrams read in a row before the event loop gets a turn.
+BATCH = 512
+
+#: Larger than any UDP payload (65527 bytes over IPv6).
+RECEIVE_SIZE = 65536
+
 #: SO_RCVBUFFORCE exceeds net.core.rmem_max when we may (root); else SO_RCVBUF.
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
@@ -152,7 +158,10 @@ class PenlogdServer:
         loop.add_signal_handler(signal.SIGUSR1, self._report)
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
-        readers = [asyncio.create_task(self._read(stream)) for stream in streams]
+        readers = [
+            asyncio.create_task(self._read(stream, sock))
+            for stream, sock in zip(streams, self.sockets, strict=True)
+        ]
         ticker = asyncio.create_task(self._tick())
         await self._stopping.wait()
         ticker.cancel()
@@ -171,7 +180,7 @@ class PenlogdServer:
         self.output.close()
         return self.join.sync_counters()
 
-    async def _read(self, stream: asyncio_dgram.DatagramServer) -> None:
+    async def _read(self, stream: asyncio_dgram.DatagramServer, sock: socket.socket) -> None:
         join, now = self.join, asyncio.get_running_loop().time
         debug = log.isEnabledFor(logging.DEBUG)
         while True:
@@ -182,6 +191,19 @@ class PenlogdServer:
             if debug:
                 log.debug("from %s: %r", address[0], data[:200])
             join.receive(data, address[0], now())
+            # asyncio-dgram hands over one datagram per turn of the event loop,
+            # which costs more than the join itself at tens of thousands a
+            # second: read on straight from the socket while it has more.
+            for _ in range(BATCH):
+                try:
+                    data, address = sock.recvfrom(RECEIVE_SIZE)
+                except OSError:  # empty (EAGAIN), or a stray ICMP error
+                    break
+                if debug:
+                    log.debug("from %s: %r", address[0], data[:200])
+                join.receive(data, address[0], now())
+            else:
+                await asyncio.sleep(0)  # a full batch: let signals and the tick run
             if join.has_output:
                 self.output.write(join.take_output())
 
@@ -203,7 +225,7 @@ class PenlogdServer:
         for sock in self.sockets:
             while True:
                 try:
-                    data, address = sock.recvfrom(65536)
+                    data, address = sock.recvfrom(RECEIVE_SIZE)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
