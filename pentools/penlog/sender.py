@@ -64,7 +64,7 @@ class SenderStats:
         return f"sent {self.sent}, dropped {self.dropped}, truncated {self.truncated}"
 
 
-def _family_of(address: str) -> int:
+def _family_of(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 

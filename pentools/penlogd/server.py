@@ -13,9 +13,10 @@ import os
 import signal
 import socket
 import sys
-from typing import IO
+from typing import IO, cast
 
 import asyncio_dgram
+from asyncio_dgram.aio import DatagramStream
 
 from pentools.core.addresses import format_host_port, normalize_ip
 from pentools.core.errors import AddressError, OutputFileError
@@ -180,12 +181,12 @@ class PenlogdServer:
         self.output.close()
         return self.join.sync_counters()
 
-    async def _read(self, stream: asyncio_dgram.DatagramServer, sock: socket.socket) -> None:
+    async def _read(self, stream: DatagramStream, sock: socket.socket) -> None:
         join, now = self.join, asyncio.get_running_loop().time
         debug = log.isEnabledFor(logging.DEBUG)
         while True:
             try:
-                data, address = await stream.recv()
+                data, address = cast(tuple[bytes, tuple[str, int]], await stream.recv())
             except asyncio_dgram.TransportClosed:
                 return
             if debug:
@@ -194,6 +195,9 @@ class PenlogdServer:
             # asyncio-dgram hands over one datagram per turn of the event loop,
             # which costs more than the join itself at tens of thousands a
             # second: read on straight from the socket while it has more.
+            # Arrival order is kept because asyncio's own (selector) loop reads
+            # one datagram per readiness event, the one just taken; uvloop
+            # reads ahead into the queue, so penlogd stays on asyncio's loop.
             for _ in range(BATCH):
                 try:
                     data, address = sock.recvfrom(RECEIVE_SIZE)
