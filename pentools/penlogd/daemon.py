@@ -53,23 +53,28 @@ def remove_pidfile(path: str) -> str | None:
     return None
 
 
-def confine(chroot: str | None, user: str | None) -> None:
-    """Chroot into `chroot`, then run as `user` (both optional, in that order)."""
-    account = None
-    if user is not None:
-        try:
-            account = pwd.getpwnam(user)
-        except KeyError:
-            raise PrivilegeError(f"no such user: {user}") from None
+def lookup_user(user: str | None) -> pwd.struct_passwd | None:
+    """The account to run as, looked up while errors still reach the terminal."""
+    if user is None:
+        return None
     try:
-        if chroot is not None:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise PrivilegeError(f"no such user: {user}") from None
+
+
+def confine(chroot: str | None, account: pwd.struct_passwd | None) -> None:
+    """Chroot into `chroot`, then run as `account` (both optional, in that order)."""
+    if chroot is not None:
+        try:
             os.chroot(chroot)
             os.chdir("/")
-        if account is not None:
+        except OSError as exc:
+            raise PrivilegeError(f"cannot chroot to {chroot}: {exc.strerror}") from None
+    if account is not None:
+        try:
             os.setgroups([])
             os.setgid(account.pw_gid)
             os.setuid(account.pw_uid)
-    except OSError as exc:
-        raise PrivilegeError(
-            f"cannot chroot to {chroot} or become {user}: {exc.strerror}"
-        ) from None
+        except OSError as exc:
+            raise PrivilegeError(f"cannot become {account.pw_name}: {exc.strerror}") from None

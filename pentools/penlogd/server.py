@@ -19,7 +19,7 @@ import asyncio_dgram
 from asyncio_dgram.aio import DatagramStream
 
 from pentools.core.addresses import format_host_port, normalize_ip
-from pentools.core.errors import AddressError, OutputFileError
+from pentools.core.errors import AddressError, OutputFileError, PentoolsError
 from pentools.penlogd import daemon
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
@@ -105,12 +105,18 @@ class LogOutput:
             self._stream.flush()
 
     def reopen(self) -> None:
-        """Close and open the file again (after ``mv`` for rotation); stdout stays."""
+        """Open the file again (after ``mv`` for rotation), then close the old one.
+
+        If the new one cannot be opened, the old one stays in use: a failed
+        rotation must not stop the logging.  stdout is only flushed.
+        """
+        old = self._stream
         if self.path is None:
             self.flush()
             return
-        self.close()
         self.open()
+        if old is not None:
+            old.close()
 
     def close(self) -> None:
         if self._stream is not None:
@@ -242,8 +248,7 @@ class PenlogdServer:
         try:
             self.output.reopen()
         except OutputFileError as exc:
-            log.error("%s; stopping", exc)
-            self._stopping.set()
+            log.error("%s; still writing to the file open before", exc)
             return
         log.info("reopened %s", self.output.path or "stdout")
 
@@ -268,6 +273,7 @@ def setup_logging(config: PenlogdConfig, to_syslog: bool) -> None:
 def run(config: PenlogdConfig) -> JoinCounters:
     """Start penlogd: bind, open, detach (unless foreground), confine, serve."""
     setup_logging(config, to_syslog=False)
+    account = daemon.lookup_user(config.user)
     server = PenlogdServer(config)
     server.start()
     if config.debug:
@@ -278,8 +284,12 @@ def run(config: PenlogdConfig) -> JoinCounters:
     try:
         if config.pidfile is not None:
             daemon.write_pidfile(config.pidfile)
-        daemon.confine(config.chroot, config.user)
+        daemon.confine(config.chroot, account)
         counters = asyncio.run(server.serve())
+    except PentoolsError as exc:
+        if not config.foreground:  # stderr is gone: say it in syslog
+            log.error("%s", exc)
+        raise
     finally:
         server.close_sockets()
         server.output.close()

@@ -89,3 +89,25 @@ def test_usr1_reports_the_counters(processes: Processes, tmp_path: Path) -> None
         "unmatched 2, malformed 1, expired 0, waiting 0\n"
     )
     daemon.stop()
+
+
+def test_chroot_and_user_then_a_failed_rotation_keeps_logging(
+    processes: Processes, tmp_path: Path
+) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    daemon = Penlogd(processes, tmp_path, "--wait", "0", "-j", str(jail), "-u", "nobody")
+    stream_lines(daemon.port, 10, rate=1e9)
+    wait_until(lambda: len(daemon.lines()) == 10, what="lines before HUP")
+    # The log's path does not exist inside the jail: the reopen fails, the
+    # old file stays in use and nothing is lost.
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.process.stderr is not None
+    assert b"still writing" in daemon.process.stderr.readline()
+    with sender(WEB) as sock:
+        sock.sendto(common_line("/n10"), ("127.0.0.1", daemon.port))
+    wait_until(lambda: len(daemon.lines()) == 11, what="a line after HUP")
+    assert os.stat(f"/proc/{daemon.process.pid}").st_uid == 65534  # nobody
+    assert os.readlink(f"/proc/{daemon.process.pid}/root") == str(jail)
+    lines, _ = daemon.stop()
+    assert sorted(numbers(lines)) == list(range(11))
