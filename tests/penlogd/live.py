@@ -33,6 +33,18 @@ def udp_port_bound(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def udp_queue_empty(port: int) -> bool:
+    """True when the socket bound to UDP `port` has no datagram left to read (/proc)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as handle:
+            next(handle)
+            for row in handle:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return int(fields[4].split(":")[1], 16) == 0
+    return False
+
+
 def common_line(
     path: str, remote: str = "127.0.0.1", port: int | None = None, version: str = "1.1"
 ) -> bytes:

@@ -8,13 +8,19 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Processes, free_port, require_program, run_tool
-from tests.penlogd.live import Penlogd, clients, common_line, sender, wait_until
+from tests.penlogd.live import (
+    Penlogd,
+    clients,
+    common_line,
+    sender,
+    udp_queue_empty,
+    wait_until,
+)
 
 WEB1, WEB2, PEN = "127.0.0.11", "127.0.0.12", "127.0.0.1"
 
@@ -82,7 +88,7 @@ def test_our_penlog_to_our_penlogd(processes: Processes, tmp_path: Path) -> None
 def test_our_penlog_to_the_c_penlogd(processes: Processes, tmp_path: Path) -> None:
     daemon = Penlogd(processes, tmp_path, c_tool=require_program("penlogd"))
     truth = farm_traffic(daemon.port)
-    time.sleep(0.5)  # the C penlogd gives no sign of having read; it flushes on TERM
+    wait_until(lambda: udp_queue_empty(daemon.port), what="the C penlogd to read all")
     lines, _ = daemon.stop()
     check_attribution(lines, truth, exact=False)
     # the ones it can tell apart (a URL asked once) it joins right
