@@ -165,13 +165,21 @@ class AttributionEngine:
     """Attributes backend log lines to the balancer records that caused them.
 
     `window` bounds how far apart a record and its line may be in time;
-    `slack` widens the learned band (1 s for one-second time stamps);
-    records less than `resolution` apart count as simultaneous.
+    `slack` widens the learned band (1 s for one-second time stamps, less for
+    penlogd's arrival times); records less than `resolution` apart count as
+    simultaneous.  `max_records` bounds memory for a caller that
+    adds records in time order (penlogd's ``-n``): beyond it the oldest
+    records are dropped, as if expired.  `prior_band` is the band of
+    ``line - record`` assumed for a server until its own is learned: penlogd
+    knows a line comes after its record, so (-slack, window) makes an
+    unlearned server first in, first out instead of nearest (newest) first.
     """
 
     window: float = 600.0
     slack: float = 1.0
     resolution: float = 1.0
+    max_records: int | None = None
+    prior_band: tuple[float, float] | None = None
     stats: AttributionStats = field(default_factory=AttributionStats)
 
     #: How many clients' fingerprints to remember (least recently seen forgotten).
@@ -187,6 +195,7 @@ class AttributionEngine:
         self._offsets: dict[str, ClockOffset] = {}
         self._clients: dict[str, str] = {}  # one string per client address
         self._next_sweep = -math.inf
+        self._record_times: deque[float] = deque()  # kept only under max_records
 
     @property
     def pending_records(self) -> int:
@@ -198,6 +207,7 @@ class AttributionEngine:
         found = self._offsets.get(server)
         if found is None:
             found = self._offsets[server] = ClockOffset(self.slack)
+            found.band = self.prior_band
         return found
 
     def add_record(self, record: BalancerRecord) -> None:
@@ -221,6 +231,22 @@ class AttributionEngine:
             port_key = (record.server, record.upstream_port, record.request)
             self._by_port.setdefault(port_key, []).append(pending)
         self.stats.records += 1
+        if self.max_records is not None:
+            self._bound_records(record.time)
+
+    def _bound_records(self, time: float) -> None:
+        """Drop the oldest records once there are an eighth more than `max_records`.
+
+        The slack of an eighth makes each sweep over the queues pay for many
+        records, so the bound costs O(1) per record on average.
+        """
+        times = self._record_times
+        times.append(time)
+        limit = self.max_records or 0
+        if len(times) > limit + max(limit // 8, 1):
+            self.expire(times[len(times) - limit])
+            while len(times) > limit:  # records sharing one time: left to the window
+                times.popleft()
 
     def has_candidates(self, server: str, request: str) -> bool:
         """True if an unconsumed record of (server, request) is waiting.
@@ -425,4 +451,7 @@ class AttributionEngine:
                 if (live := [p for p in pendings if not p.consumed and p.time >= before])
             }
         self.stats.records_expired += unused
+        times = self._record_times
+        while times and times[0] < before:
+            times.popleft()
         return unused

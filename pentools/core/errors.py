@@ -51,4 +51,12 @@ class ConfigError(PentoolsError, ValueError):
     def __init__(self, text: str, reason: str) -> None:
         super().__init__(f"bad value {text!r}: {reason}")
         self.text = text
+
+
+class OutputFileError(PentoolsError, OSError):
+    """An output file (log, PID file) that cannot be created or written."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
         self.reason = reason

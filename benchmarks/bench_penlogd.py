@@ -1,0 +1,275 @@
+"""penlogd against the C penlogd: loss and attribution on a replayed farm.
+
+    python -m benchmarks.bench_penlogd                    # the full plan
+    python -m benchmarks.bench_penlogd --quick            # a smaller farm, fewer rates
+
+The farm generator's ``events.tsv`` (records when pen forwards, lines when a
+backend completes) is replayed as UDP datagrams from the right loopback source
+addresses, evenly paced at each rate, into the C penlogd and ours in turn
+(same run, alternating, median of --runs).  For each: loss (lines sent but not
+written), and attribution accuracy (lines written with their true client).
+The floor is a plain consuming first-in-first-out join over the same events in
+arrival order, computed here.  A last row replays the extended farm
+(``SERVER#PORT`` records, backends logging ``%{remote}p``) into ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from pentools.core.accesslog import LogFormat
+from pentools.core.records import parse_datagram
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out" / "penlogd"
+
+
+@dataclass
+class Event:
+    source: str
+    payload: bytes
+    client: str | None  # the true client of a line; None for a record
+
+
+def generate_farm(directory: Path, requests: int, farm_rate: float, extended: bool) -> None:
+    argv = [sys.executable, "-m", "benchmarks.farm", "--requests", str(requests)]
+    argv += ["--rate", str(farm_rate), "--out", str(directory)]
+    if extended:
+        argv.append("--extended")
+    subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def read_events(path: Path) -> list[Event]:
+    events = []
+    with path.open(encoding="latin-1", newline="\n") as handle:
+        next(handle)
+        for row in handle:
+            _time, source, payload, client = row.rstrip("\n").split("\t")
+            events.append(
+                Event(source, (payload + "\n").encode("latin-1"), None if client == "-" else client)
+            )
+    return events
+
+
+def identity(line: bytes) -> bytes:
+    """A line without its first field: the part a join leaves alone."""
+    return line.rstrip(b"\n").split(b" ", 1)[-1]
+
+
+def truth_of(events: list[Event]) -> Counter[tuple[bytes, str]]:
+    return Counter((identity(e.payload), e.client) for e in events if e.client is not None)
+
+
+def score(lines: list[bytes], truth: Counter[tuple[bytes, str]]) -> int:
+    """Lines written with their true client (identical lines are interchangeable)."""
+    found = Counter((identity(line), line.split(b" ", 1)[0].decode("latin-1")) for line in lines)
+    return sum(min(count, truth[key]) for key, count in found.items())
+
+
+def fifo_floor(events: list[Event], log_format: str | None) -> int:
+    """Lines a plain consuming FIFO join in arrival order gets right."""
+    parser = LogFormat(log_format)
+    queues: dict[tuple[str, str], deque[str]] = defaultdict(deque)
+    right = 0
+    for event in events:
+        if event.client is None:
+            record = parse_datagram(event.payload, 0.0)
+            queues[(record.server, record.request)].append(record.client)
+            continue
+        line = parser.parse(event.payload.decode("latin-1"))
+        queue = queues.get((event.source, line.request_key())) if line else None
+        if queue and queue.popleft() == event.client:
+            right += 1
+    return right
+
+
+def udp_socket_state(port: int) -> tuple[int, int] | None:
+    """(bytes queued, datagrams dropped) of the socket bound to UDP `port`, from /proc."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as handle:
+            next(handle)
+            for row in handle:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return int(fields[4].split(":")[1], 16), int(fields[-1])
+    return None
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def replay(events: list[Event], port: int, rate: float) -> float:
+    """Send every event from its source address at `rate` per second; the rate achieved."""
+    sockets: dict[str, socket.socket] = {}
+    for source in {e.source for e in events}:
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in source else socket.AF_INET, socket.SOCK_DGRAM
+        )
+        sock.bind((source, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        sock.connect(("127.0.0.1", port))
+        sockets[source] = sock
+    plan = [(sockets[e.source].send, e.payload) for e in events]
+    batch = max(1, int(rate / 2000))  # check the clock every half millisecond of traffic
+    start = time.perf_counter()
+    for index in range(0, len(plan), batch):
+        for send, payload in plan[index : index + batch]:
+            with contextlib.suppress(OSError):  # a full buffer: lost, as the score shows
+                send(payload)
+        ahead = start + (index + batch) / rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+    elapsed = time.perf_counter() - start
+    for sock in sockets.values():
+        sock.close()
+    return len(plan) / elapsed
+
+
+@dataclass
+class Result:
+    sent_rate: float
+    lines: int
+    written: int
+    correct: int
+    kernel_drops: int
+    read_rate: float  # datagrams per second from the first sent to the last read
+
+    @property
+    def loss(self) -> float:
+        return 100.0 * (self.lines - self.written) / self.lines
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 * self.correct / self.lines
+
+
+def run_one(
+    tool: str, events: list[Event], truth: Counter, rate: float, work: Path, log_format: str | None
+) -> Result:
+    port = free_udp_port()
+    output = work / f"{tool}-{int(rate)}-{port}.log"
+    if tool == "C":
+        argv = ["/usr/bin/penlogd", "-f", "-l", str(output), str(port)]
+    else:
+        argv = [sys.executable, "-m", "pentools.penlogd", "-f", "-l", str(output), str(port)]
+        if log_format:
+            argv[-1:-1] = ["--log-format", log_format]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while udp_socket_state(port) is None:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{tool} penlogd did not start")
+            time.sleep(0.02)
+        time.sleep(0.2)  # ours binds before its loop runs: let it settle
+        started = time.perf_counter()
+        sent_rate = replay(events, port, rate)
+        state = udp_socket_state(port)
+        deadline = time.monotonic() + 60
+        while state is not None and state[0] > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait until it has read everything
+            state = udp_socket_state(port)
+        read_rate = len(events) / (time.perf_counter() - started)
+        time.sleep(0.7)  # lines waiting for a record (ours: 0.5 s) are written
+        drops = state[1] if state else 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    lines = output.read_bytes().splitlines(keepends=True) if output.exists() else []
+    output.unlink(missing_ok=True)
+    sent_lines = sum(1 for e in events if e.client is not None)
+    return Result(sent_rate, sent_lines, len(lines), score(lines, truth), drops, read_rate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests", type=int, default=50_000, help="farm requests (about 2 datagrams each)"
+    )
+    parser.add_argument("--farm-rate", type=float, default=1000.0, help="farm requests per second")
+    parser.add_argument("--rates", default="10000,50000,100000,200000", help="datagrams per second")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10000 requests, 2 rates, 3 runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rates = 10_000, "10000,50000"
+    rates = [float(r) for r in args.rates.split(",")]
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    farms = {}
+    for extended in (False, True):
+        directory = OUT / f"farm-{args.requests}-{int(args.farm_rate)}{'-ext' if extended else ''}"
+        if not (directory / "events.tsv").exists():
+            generate_farm(directory, args.requests, args.farm_rate, extended)
+        farms[extended] = read_events(directory / "events.tsv")
+    events = farms[False]
+    truth = truth_of(events)
+    lines = sum(truth.values())
+    floor = fifo_floor(events, None)
+    print(
+        f"farm: {args.requests} requests at {args.farm_rate:g}/s: "
+        f"{len(events)} datagrams, {lines} lines"
+    )
+    print(f"plain consuming FIFO join in arrival order: {100 * floor / lines:.2f}% true client")
+    print(f"{'rate/s':>8} {'tool':>4} {'sent/s':>8} {'loss %':>8} {'true client %':>14}", end="")
+    print(f" {'kernel drops':>12} {'read/s':>8}")
+    loss_free: dict[str, float] = {}
+    for rate in rates:
+        results: dict[str, list[Result]] = {"C": [], "ours": []}
+        for _ in range(args.runs):
+            for tool in ("C", "ours"):
+                results[tool].append(run_one(tool, events, truth, rate, OUT, None))
+        for tool, runs in results.items():
+            loss = statistics.median(r.loss for r in runs)
+            print(
+                f"{rate:8.0f} {tool:>4} {statistics.median(r.sent_rate for r in runs):8.0f} "
+                f"{loss:8.3f} {statistics.median(r.accuracy for r in runs):14.2f} "
+                f"{statistics.median(r.kernel_drops for r in runs):12.0f} "
+                f"{statistics.median(r.read_rate for r in runs):8.0f}"
+            )
+            if loss < 0.1 and loss_free.get(tool, 0) == rate_before(rates, rate):
+                loss_free[tool] = rate
+        sys.stdout.flush()
+    for tool in ("C", "ours"):
+        print(f"highest rate with loss under 0.1% ({tool}): {loss_free.get(tool, 0):.0f}/s")
+    # Extended records: exact, whatever the order; the apachelogs-compiled
+    # combined_port format parses slower than the built-in combined reader.
+    ext = farms[True]
+    for rate in sorted({rates[0], loss_free.get("ours", rates[0])}):
+        runs = [
+            run_one("ours", ext, truth_of(ext), rate, OUT, "combined_port")
+            for _ in range(args.runs)
+        ]
+        print(
+            f"extended records at {rate:.0f}/s (ours, --log-format combined_port): "
+            f"loss {statistics.median(r.loss for r in runs):.3f}%, "
+            f"true client {statistics.median(r.accuracy for r in runs):.2f}%, "
+            f"read {statistics.median(r.read_rate for r in runs):.0f}/s"
+        )
+
+
+def rate_before(rates: list[float], rate: float) -> float:
+    """The rate tried before `rate` (0 for the first): loss-free means at every rate up to it."""
+    index = rates.index(rate)
+    return rates[index - 1] if index else 0
+
+
+if __name__ == "__main__":
+    main()

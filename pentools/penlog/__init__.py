@@ -1,0 +1,1 @@
+"""penlog: send each access-log line read on stdin to penlogd as one UDP datagram."""

@@ -1,0 +1,3 @@
+from pentools.penlog.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from pentools.penlogd.cli import main
+
+main()

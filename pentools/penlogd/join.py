@@ -1,0 +1,223 @@
+"""The live join, sans-IO: datagrams in, joined log lines out.
+
+penlogd's server hands every datagram to `LiveJoin.receive` with its source
+address and arrival time, calls `release_due` when `next_deadline` passes, and
+writes whatever `take_output` returns.  Which client made a request is decided
+by the shared `AttributionEngine`; this module only classifies datagrams,
+lets a line wait briefly for a record that has not arrived yet, and counts.
+
+Every web line received is written exactly once, matched or not: a line that
+does not fit the log format is written unchanged.  Only datagrams that are not
+web lines (empty ones, bad or refused records) are dropped, and counted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, fields
+
+from pentools.core.accesslog import AccessLine, LogFormat
+from pentools.core.addresses import normalize_ip
+from pentools.core.attribution import AttributionEngine
+from pentools.core.errors import RecordError
+from pentools.core.records import is_record_datagram, parse_datagram
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """How the live join behaves; times in seconds of arrival time.
+
+    `window`: a record not claimed by a line within it expires.  `wait`: how
+    long a line whose record has not arrived yet waits before it is written
+    unmatched.  `max_records` bounds the records kept (memory), `max_waiting`
+    the lines waiting.  `slack` widens the engine's learned band of
+    record-to-line delays.  `balancers`: if set, records from other source
+    addresses are refused.
+    """
+
+    window: float = 120.0
+    wait: float = 0.5
+    max_records: int = 500_000
+    max_waiting: int = 100_000
+    slack: float = 0.05
+    log_format: str | None = None
+    balancers: frozenset[str] | None = None
+
+
+@dataclass
+class JoinCounters:
+    """What penlogd reports on USR1 and at exit."""
+
+    received: int = 0  # datagrams
+    records: int = 0  # balancer records accepted
+    refused: int = 0  # records from an address not given with --balancer
+    lines: int = 0  # web lines written
+    matched: int = 0  # ... with a client from a record
+    waited: int = 0  # ... that had to wait for their record
+    unmatched: int = 0  # ... written unchanged
+    malformed: int = 0  # empty datagrams, bad records, lines not in the log format
+    expired: int = 0  # records never claimed by a line
+
+    def summary(self) -> str:
+        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+
+
+class _WaitingLine:
+    """A parsed line waiting for the record of its request."""
+
+    __slots__ = ("deadline", "done", "key", "line", "server", "time")
+
+    def __init__(self, line: AccessLine, server: str, key: str, time: float, wait: float) -> None:
+        self.line = line
+        self.server = server
+        self.key = key
+        self.time = time
+        self.deadline = time + wait
+        self.done = False
+
+
+def one_line(datagram: bytes) -> str:
+    """The datagram as one log line (Latin-1 text, no newline).
+
+    One trailing newline is the line's own; any other CR or LF is escaped as
+    Apache escapes it, so a datagram can never add a line to the log.
+    """
+    text = datagram.decode("latin-1")
+    if text.endswith("\n"):
+        text = text[:-1]
+        if text.endswith("\r"):
+            text = text[:-1]
+    if "\n" in text or "\r" in text:
+        text = text.replace("\r", "\\x0d").replace("\n", "\\x0a")
+    return text
+
+
+class LiveJoin:
+    """Joins balancer records and web lines as they arrive."""
+
+    def __init__(self, config: JoinConfig) -> None:
+        self.config = config
+        self.engine = AttributionEngine(
+            window=config.window,
+            slack=config.slack,
+            max_records=config.max_records,
+            prior_band=(-config.slack, config.window),  # a line comes after its record
+        )
+        self.counters = JoinCounters()
+        self._format = LogFormat(config.log_format)
+        self._output: list[bytes] = []
+        self._waiting: deque[_WaitingLine] = deque()  # in arrival order = deadline order
+        self._waiting_by_key: dict[tuple[str, str], deque[_WaitingLine]] = {}
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When the oldest waiting line must be written, or None if none waits."""
+        return self._waiting[0].deadline if self._waiting else None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._output)
+
+    def take_output(self) -> list[bytes]:
+        """The joined lines (newline included) produced since the last call."""
+        output, self._output = self._output, []
+        return output
+
+    def receive(self, datagram: bytes, source: str, now: float) -> None:
+        """Handle one datagram from address `source` (its server) that arrived at `now`."""
+        counters = self.counters
+        counters.received += 1
+        self.engine.advance(now)
+        server = normalize_ip(source) or source
+        if not datagram.strip():
+            counters.malformed += 1
+        elif is_record_datagram(datagram):
+            self._record(datagram, server, now)
+        else:
+            self._line(datagram, server, now)
+
+    def release_due(self, now: float) -> None:
+        """Write the waiting lines whose wait has ended (matched if a record came)."""
+        waiting = self._waiting
+        while waiting and (waiting[0].deadline <= now or len(waiting) > self.config.max_waiting):
+            entry = waiting.popleft()
+            if not entry.done:
+                self._attribute_waiting(entry)
+
+    def release_all(self) -> None:
+        """Write every waiting line now (at exit)."""
+        while self._waiting:
+            entry = self._waiting.popleft()
+            if not entry.done:
+                self._attribute_waiting(entry)
+
+    def _record(self, datagram: bytes, source: str, now: float) -> None:
+        balancers = self.config.balancers
+        if balancers is not None and source not in balancers:
+            self.counters.refused += 1
+            return
+        try:
+            record = parse_datagram(datagram, now)
+        except RecordError:
+            self.counters.malformed += 1
+            return
+        self.engine.add_record(record)
+        self.counters.records += 1
+        queue = self._waiting_by_key.get((record.server, record.request))
+        if queue:
+            self._attribute_waiting(queue[0])
+
+    def _line(self, datagram: bytes, server: str, now: float) -> None:
+        text = one_line(datagram)
+        line = self._format.parse(text)
+        if line is None:
+            self.counters.malformed += 1
+            self._write(text, None)
+            return
+        key = line.request_key()
+        if self.config.wait <= 0 or self.engine.has_candidates(server, key):
+            client = self.engine.match(server, key, now, line.remote_port).client
+            self._write_line(line, client)
+            return
+        entry = _WaitingLine(line, server, key, now, self.config.wait)
+        self.counters.waited += 1
+        self._waiting.append(entry)
+        self._waiting_by_key.setdefault((server, key), deque()).append(entry)
+        if len(self._waiting) > self.config.max_waiting:
+            self.release_due(now)
+
+    def _attribute_waiting(self, entry: _WaitingLine) -> None:
+        """Match a waiting line now, write it, and take it off its key's queue."""
+        entry.done = True
+        client = self.engine.match(entry.server, entry.key, entry.time, entry.line.remote_port)
+        self._write_line(entry.line, client.client)
+        queue_key = (entry.server, entry.key)
+        queue = self._waiting_by_key[queue_key]
+        while queue and queue[0].done:
+            queue.popleft()
+        if not queue:
+            del self._waiting_by_key[queue_key]
+
+    def _write_line(self, line: AccessLine, client: str | None) -> None:
+        if client is None:
+            self._write(line.text, None)
+        else:
+            self._write(line.with_client(client), client)
+
+    def _write(self, text: str, client: str | None) -> None:
+        counters = self.counters
+        counters.lines += 1
+        if client is None:
+            counters.unmatched += 1
+        else:
+            counters.matched += 1
+        self._output.append((text + "\n").encode("latin-1"))
+
+    def sync_counters(self) -> JoinCounters:
+        """The counters, with the engine's expired records brought up to date."""
+        self.counters.expired = self.engine.stats.records_expired
+        return self.counters

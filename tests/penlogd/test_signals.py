@@ -1,0 +1,113 @@
+"""penlogd's signals on a live stream: HUP rotates, TERM drains, USR1 reports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+from tests.conftest import Processes
+from tests.penlogd.live import Penlogd, common_line, sender, wait_until
+
+WEB = "127.0.0.11"
+
+
+def stream_lines(port: int, count: int, rate: float, stop: threading.Event | None = None) -> None:
+    """Send `count` numbered lines at about `rate` per second from the web server."""
+    with sender(WEB) as sock:
+        start = time.monotonic()
+        for number in range(count):
+            if stop is not None and stop.is_set():
+                return
+            sock.sendto(common_line(f"/n{number}"), ("127.0.0.1", port))
+            if number % 100 == 99:
+                ahead = start + (number + 1) / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+
+
+def numbers(lines: list[bytes]) -> list[int]:
+    return [int(re.search(rb"GET /n(\d+) ", line)[1]) for line in lines]  # type: ignore[index]
+
+
+def test_hup_while_streaming_loses_and_duplicates_nothing(
+    processes: Processes, tmp_path: Path
+) -> None:
+    daemon = Penlogd(processes, tmp_path, "--wait", "0")
+    count = 30_000
+    sending = threading.Thread(target=stream_lines, args=(daemon.port, count, 10_000.0))
+    sending.start()
+    rotated: list[Path] = []
+    try:
+        for index in range(4):
+            wait_until(lambda: daemon.logfile.exists() and daemon.logfile.stat().st_size > 0)
+            target = tmp_path / f"access_log.{index}"
+            daemon.logfile.rename(target)  # mv access_log access_log.N
+            rotated.append(target)
+            daemon.process.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+    finally:
+        sending.join()
+    lines, _ = daemon.stop()
+    every = [line for path in rotated for line in path.read_bytes().splitlines(True)] + lines
+    got = numbers(every)
+    assert len(got) == count
+    assert sorted(got) == list(range(count))
+    assert all(path.stat().st_size > 0 for path in rotated)  # each file got its share
+
+
+def test_term_writes_everything_received_and_removes_the_pid_file(
+    processes: Processes, tmp_path: Path
+) -> None:
+    # --wait 10: the lines are still waiting for records when TERM comes
+    daemon = Penlogd(processes, tmp_path, "--wait", "10")
+    count = 20_000
+    stream_lines(daemon.port, count, rate=1e9)  # as fast as we can: a backlog builds up
+    daemon.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    lines, _ = daemon.stop()
+    assert time.monotonic() - started < 5  # waiting lines do not delay the exit
+    assert sorted(numbers(lines)) == list(range(count))
+    assert not daemon.pidfile.exists()
+
+
+def test_usr1_reports_the_counters(processes: Processes, tmp_path: Path) -> None:
+    daemon = Penlogd(processes, tmp_path, "--wait", "0.2")
+    with sender("127.0.0.1") as pen:
+        pen.sendto(f"+ 10.0.0.1 {WEB} GET /n0 HTTP/1.1\n".encode(), ("127.0.0.1", daemon.port))
+        pen.sendto(b"+ bad record", ("127.0.0.1", daemon.port))
+    stream_lines(daemon.port, 3, rate=1e9)
+    wait_until(lambda: len(daemon.lines()) == 3, what="lines")
+    assert daemon.process.stderr is not None
+    os.kill(daemon.process.pid, signal.SIGUSR1)
+    report = daemon.process.stderr.readline().decode()
+    assert report == (
+        "penlogd: received 5, records 1, refused 0, lines 3, matched 1, waited 2, "
+        "unmatched 2, malformed 1, expired 0, waiting 0\n"
+    )
+    daemon.stop()
+
+
+def test_chroot_and_user_then_a_failed_rotation_keeps_logging(
+    processes: Processes, tmp_path: Path
+) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    daemon = Penlogd(processes, tmp_path, "--wait", "0", "-j", str(jail), "-u", "nobody")
+    stream_lines(daemon.port, 10, rate=1e9)
+    wait_until(lambda: len(daemon.lines()) == 10, what="lines before HUP")
+    # The log's path does not exist inside the jail: the reopen fails, the
+    # old file stays in use and nothing is lost.
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.process.stderr is not None
+    assert b"still writing" in daemon.process.stderr.readline()
+    with sender(WEB) as sock:
+        sock.sendto(common_line("/n10"), ("127.0.0.1", daemon.port))
+    wait_until(lambda: len(daemon.lines()) == 11, what="a line after HUP")
+    assert os.stat(f"/proc/{daemon.process.pid}").st_uid == 65534  # nobody
+    assert os.readlink(f"/proc/{daemon.process.pid}/root") == str(jail)
+    lines, _ = daemon.stop()
+    assert sorted(numbers(lines)) == list(range(11))
