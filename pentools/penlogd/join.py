@@ -100,6 +100,7 @@ class LiveJoin:
         self.engine = AttributionEngine(
             window=config.window,
             slack=config.slack,
+            resolution=config.slack,  # arrival times: finer than log time stamps
             max_records=config.max_records,
             prior_band=(-config.slack, config.window),  # a line comes after its record
         )
@@ -180,7 +181,7 @@ class LiveJoin:
             return
         key = line.request_key()
         if self.config.wait <= 0 or self.engine.has_candidates(server, key):
-            client = self.engine.match(server, key, now, line.remote_port).client
+            client = self.engine.match(server, key, now, line.remote_port, line.agent).client
             self._write_line(line, client)
             return
         entry = _WaitingLine(line, server, key, now, self.config.wait)
@@ -193,8 +194,11 @@ class LiveJoin:
     def _attribute_waiting(self, entry: _WaitingLine) -> None:
         """Match a waiting line now, write it, and take it off its key's queue."""
         entry.done = True
-        client = self.engine.match(entry.server, entry.key, entry.time, entry.line.remote_port)
-        self._write_line(entry.line, client.client)
+        line = entry.line
+        attribution = self.engine.match(
+            entry.server, entry.key, entry.time, line.remote_port, line.agent
+        )
+        self._write_line(line, attribution.client)
         queue_key = (entry.server, entry.key)
         queue = self._waiting_by_key[queue_key]
         while queue and queue[0].done:
