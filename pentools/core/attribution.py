@@ -329,9 +329,12 @@ class AttributionEngine:
         if self._is_unique(queue, time):
             offset.add(time - chosen.time)
             self._remember(chosen.client, fingerprint)
-        if band is None:  # plausible: as close to the chosen one as the time resolution
-            low, high = chosen.time - self.slack, chosen.time + self.slack
-        ambiguous = self._other_client_between(queue, chosen, low, high, fingerprint)
+        if queue.live == 1:  # the chosen one is the only candidate left
+            ambiguous = False
+        else:
+            if band is None:  # plausible: as close to the chosen one as the time resolution
+                low, high = chosen.time - self.slack, chosen.time + self.slack
+            ambiguous = self._other_client_between(queue, chosen, low, high, fingerprint)
         queue.consume(chosen)
         if ambiguous:
             self.stats.ambiguous += 1
