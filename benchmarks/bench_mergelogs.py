@@ -88,6 +88,7 @@ def generate(workload: Workload) -> Path:
         "7",
         "--out",
         str(directory),
+        "--no-events",  # the UDP replay is penlogd's benchmark, not this one
     ]
     if workload.extended:
         command.append("--extended")
