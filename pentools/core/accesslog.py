@@ -59,9 +59,7 @@ _CLF_HEAD = (
 )
 #: For the join: the head, then status and size and (combined) the referrer
 #: and the user agent, a client's fingerprint; whatever follows is not needed.
-_CLF_PREFIX = re.compile(
-    _CLF_HEAD + rf'(?:$| (?:[^ ]+ [^ ]+ "{_QUOTED}" "(?P<agent>{_QUOTED})")?)'
-)
+_CLF_PREFIX = re.compile(_CLF_HEAD + rf'(?:$| (?:[^ ]+ [^ ]+ "{_QUOTED}" "(?P<agent>{_QUOTED})")?)')
 
 #: The same head followed by status, size and, for combined, the quoted
 #: referrer and user agent; anything after them (extensions) is allowed.

@@ -1,10 +1,16 @@
-"""What every command line shares: one-line errors instead of click's usage blocks."""
+"""What every command line shares: one-line errors, the ``--log-format`` option."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+
+from pentools.core.accesslog import NAMED_FORMATS
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def run_command(command: click.Command, name: str, args: list[str] | None = None) -> None:
@@ -25,3 +31,19 @@ def run_command(command: click.Command, name: str, args: list[str] | None = None
     except click.Abort:
         raise SystemExit(130) from None
     raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def log_format_option(*short_names: str, join: bool = False) -> Callable[[F], F]:
+    """The ``--log-format`` option, the same in every tool that reads access logs.
+
+    `join` adds what the format means to mergelogs and penlogd.
+    """
+    help_text = (
+        f"Apache LogFormat string of the access logs, or one of {', '.join(NAMED_FORMATS)} "
+        "(default: recognise common and combined line by line)."
+    )
+    if join:
+        help_text += "  With %{remote}p and pen's extended records the join is exact."
+    return click.option(
+        *short_names, "--log-format", "log_format", metavar="FORMAT", help=help_text
+    )

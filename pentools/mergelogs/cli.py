@@ -9,6 +9,7 @@ import tempfile
 import click
 
 from pentools.core.addresses import split_host_prefix
+from pentools.core.cli import log_format_option, run_command
 from pentools.core.errors import PentoolsError
 from pentools.mergelogs.merge import LogSource, MergeConfig, merge_logs
 
@@ -59,13 +60,7 @@ lines that do not parse are passed through unchanged; --stats counts them.
     type=click.Path(dir_okay=False, writable=True),
     help="Write here (atomically) instead of to stdout.",
 )
-@click.option(
-    "--log-format",
-    metavar="FORMAT",
-    help="Apache LogFormat string of the backend logs, or common, combined, "
-    "common_port, combined_port (default: recognise common and combined). "
-    "With %{remote}p the join on the upstream port is exact.",
-)
+@log_format_option(join=True)
 @click.option(
     "--unmatched",
     type=click.Choice(["keep", "server"]),
@@ -81,7 +76,7 @@ lines that do not parse are passed through unchanged; --stats counts them.
     help="Print a summary (read, matched, ambiguous, unmatched...) on stderr.",
 )
 @click.argument("logs", nargs=-1, required=True, metavar="SERVER:LOGFILE...")
-def main(
+def command(
     pen_log: str,
     no_cache: bool,
     debug: int,
@@ -132,3 +127,8 @@ def _run(config: MergeConfig, output: str | None):  # type: ignore[no-untyped-de
         os.unlink(temporary)
         raise
     return stats
+
+
+def main() -> None:
+    """Entry point: usage errors are one line, like every pentools command."""
+    run_command(command, "mergelogs")

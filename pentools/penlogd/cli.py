@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pentools.core.addresses import normalize_ip, parse_port, resolve_host
-from pentools.core.cli import run_command
+from pentools.core.cli import log_format_option, run_command
 from pentools.core.errors import PentoolsError
 from pentools.penlogd.config import DEFAULT_RCVBUF, PenlogdConfig
 from pentools.penlogd.join import JoinConfig
@@ -78,13 +78,7 @@ used by one line only.  Lines that match nothing are written unchanged.
     help="Accept records only from this address (repeatable; default: from anyone, "
     "as the original).",
 )
-@click.option(
-    "--log-format",
-    metavar="FORMAT",
-    help="Apache LogFormat of the web lines, or common, combined, common_port, "
-    "combined_port (default: recognise common and combined).  With %{remote}p and "
-    "pen's extended records the join is exact.",
-)
+@log_format_option(join=True)
 @click.option(
     "--window",
     type=click.FloatRange(min=0, min_open=True),

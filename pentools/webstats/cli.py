@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from pentools.core.cli import log_format_option
 from pentools.core.errors import PentoolsError
 
 
@@ -79,14 +80,7 @@ def main() -> None:
     "-o", "--output", "html_path", metavar="FILE", help="Write the HTML page here (- for stdout)."
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the statistics as JSON here.")
-@click.option(
-    "-f",
-    "--format",
-    "log_format",
-    metavar="LOGFORMAT",
-    help="Apache LogFormat string or name (common, combined, vhost_common...); "
-    "default: common or combined, recognised line by line.",
-)
+@log_format_option("-f", "--format")
 @click.option("--from", "since", metavar="DATE", help="Only lines logged at or after DATE[THH:MM].")
 @click.option(
     "--to",
