@@ -13,9 +13,12 @@ The rule, for a line from server S with request key R at time t:
    once enough unambiguous matches have shown how S's time stamps relate to
    the balancer's (an offset per server, and its spread), take the oldest
    record inside that expected band: first in, first out, which keeps the
-   order the balancer saw within a second; if none is in the band, or the
-   band is not known yet, take the record nearest to the expected time
-   (the oldest on a tie).  When the line has a *fingerprint* (what a client
+   order the balancer saw within a second.  If none is in the band, take the
+   nearest record *older* than the band: lines come in time order, so no
+   later line can claim it, whereas a newer one belongs to a line still to
+   come, which would then take another's, and so on.  Until the band is
+   known, take the record nearest to the expected time (the oldest on a tie).
+   When the line has a *fingerprint* (what a client
    keeps from request to request: its User-Agent), candidates whose client
    was confidently seen with another fingerprint are passed over, if any
    other is in the band; and among the records stamped in the same second
@@ -321,7 +324,8 @@ class AttributionEngine:
             start = bisect_left(queue.times, low, queue.head)
             chosen_index = self._first_in_band(queue, start, high, fingerprint)
         if chosen_index < 0:
-            chosen_index = self._nearest(queue, time - offset.median)
+            newest = math.inf if band is None else low
+            chosen_index = self._nearest(queue, time - offset.median, newest)
         if chosen_index < 0:
             self.stats.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
@@ -373,10 +377,14 @@ class AttributionEngine:
             index += 1
         return fitting if fitting >= 0 else first
 
-    def _nearest(self, queue: _KeyQueue, expected: float) -> int:
-        """Index of the unconsumed record nearest to `expected` within the window, or -1."""
+    def _nearest(self, queue: _KeyQueue, expected: float, newest: float) -> int:
+        """Index of the unconsumed record nearest to `expected` within the window, or -1.
+
+        Only records older than `newest` are considered.
+        """
         times, records = queue.times, queue.records
-        start = bisect_left(times, expected, queue.head)
+        expected_or_newest = min(expected, newest)
+        start = bisect_left(times, expected_or_newest, queue.head)
         best, best_distance = -1, math.inf
         index = start - 1  # backwards: the later of equals loses to the earlier below
         while index >= queue.head and expected - times[index] <= self.window:
@@ -386,7 +394,7 @@ class AttributionEngine:
             index -= 1
         index = start
         while index < len(times) and times[index] - expected < best_distance:
-            if times[index] - expected > self.window:
+            if times[index] - expected > self.window or times[index] >= newest:
                 break
             if not records[index].consumed:
                 return index

@@ -147,14 +147,14 @@ class LiveJoin:
         while waiting and (waiting[0].deadline <= now or len(waiting) > self.config.max_waiting):
             entry = waiting.popleft()
             if not entry.done:
-                self._attribute_waiting(entry)
+                self._attribute_waiting(entry, now)
 
     def release_all(self) -> None:
         """Write every waiting line now (at exit)."""
         while self._waiting:
             entry = self._waiting.popleft()
             if not entry.done:
-                self._attribute_waiting(entry)
+                self._attribute_waiting(entry, entry.deadline)
 
     def _record(self, datagram: bytes, source: str, now: float) -> None:
         balancers = self.config.balancers
@@ -170,7 +170,7 @@ class LiveJoin:
         self.counters.records += 1
         queue = self._waiting_by_key.get((record.server, record.request))
         if queue:
-            self._attribute_waiting(queue[0])
+            self._attribute_waiting(queue[0], now)
 
     def _line(self, datagram: bytes, server: str, now: float) -> None:
         text = one_line(datagram)
@@ -191,13 +191,15 @@ class LiveJoin:
         if len(self._waiting) > self.config.max_waiting:
             self.release_due(now)
 
-    def _attribute_waiting(self, entry: _WaitingLine) -> None:
-        """Match a waiting line now, write it, and take it off its key's queue."""
+    def _attribute_waiting(self, entry: _WaitingLine, now: float) -> None:
+        """Match a waiting line now, write it, and take it off its key's queue.
+
+        It is matched as if it arrived `now`, after the record it waited for:
+        a line comes after its record, which is what the engine expects.
+        """
         entry.done = True
         line = entry.line
-        attribution = self.engine.match(
-            entry.server, entry.key, entry.time, line.remote_port, line.agent
-        )
+        attribution = self.engine.match(entry.server, entry.key, now, line.remote_port, line.agent)
         self._write_line(line, attribution.client)
         queue_key = (entry.server, entry.key)
         queue = self._waiting_by_key[queue_key]

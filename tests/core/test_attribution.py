@@ -69,6 +69,20 @@ def test_band_keeps_a_lost_line_from_shifting_the_rest() -> None:
     assert engine.match(SERVER, GET, 450).client == "192.0.2.2"
 
 
+def test_outside_the_band_only_a_record_no_later_line_can_claim() -> None:
+    """A line whose own record is gone must not take the next line's record."""
+    engine = AttributionEngine(window=600)
+    for index in range(ClockOffset.MIN_SAMPLES):
+        request = f"GET /u/{index} HTTP/1.1"
+        engine.add_record(record("198.51.100.9", index * 10, request))
+        engine.match(SERVER, request, index * 10)
+    engine.add_record(record("192.0.2.1", 300))  # stale: older than any later band
+    engine.add_record(record("192.0.2.2", 420))  # belongs to the line at 420
+    assert engine.match(SERVER, GET, 400).client == "192.0.2.1"
+    assert engine.match(SERVER, GET, 410).client is None  # not 192.0.2.2's record
+    assert engine.match(SERVER, GET, 420).client == "192.0.2.2"
+
+
 def test_same_client_candidates_are_not_ambiguous() -> None:
     engine = AttributionEngine(window=60)
     engine.add_record(record("192.0.2.1", 100))
