@@ -433,6 +433,6 @@ def read_lines(path: str) -> Iterator[str]:
             stream.close()
 
 
-def text_writer(binary: IO[bytes]) -> IO[str]:
+def text_writer(binary: IO[bytes]) -> io.TextIOWrapper:
     """A text stream over `binary` that writes each character back as its byte."""
     return io.TextIOWrapper(binary, encoding="latin-1", newline="", write_through=False)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
 import click
 
+from pentools.core.accesslog import text_writer
 from pentools.core.addresses import split_host_prefix
 from pentools.core.cli import log_format_option, run_command
 from pentools.core.errors import PentoolsError
-from pentools.mergelogs.merge import LogSource, MergeConfig, merge_logs
+from pentools.core.output import atomic_output
+from pentools.mergelogs.merge import LogSource, MergeConfig, MergeStats, merge_logs
 
 EPILOG = """\b
 Example:
@@ -108,24 +108,18 @@ def command(
         click.echo(stats.summary(), err=True)
 
 
-def _run(config: MergeConfig, output: str | None):  # type: ignore[no-untyped-def]
-    from pentools.core.accesslog import text_writer
-
+def _run(config: MergeConfig, output: str | None) -> MergeStats:
     if output is None:
         writer = text_writer(sys.stdout.buffer)
         stats = merge_logs(config, writer)
         writer.flush()
-        writer.detach()
+        writer.detach()  # stdout stays open for click
         return stats
-    directory = os.path.dirname(os.path.abspath(output))
-    handle, temporary = tempfile.mkstemp(prefix=".mergelogs.", dir=directory)
-    try:
-        with text_writer(os.fdopen(handle, "wb")) as writer:
-            stats = merge_logs(config, writer)
-        os.replace(temporary, output)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_output(output) as binary:
+        writer = text_writer(binary)
+        stats = merge_logs(config, writer)
+        writer.flush()
+        writer.detach()  # atomic_output syncs and closes the file
     return stats
 
 

@@ -10,13 +10,13 @@ interrupted run leaves the old cache intact.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 
 from pentools.core.addresses import normalize_ip
-from pentools.core.errors import PentoolsError
+from pentools.core.errors import OutputFileError, PentoolsError
+from pentools.core.output import atomic_output
 from pentools.webresolve.hostnames import is_valid_host_name
 from pentools.webresolve.resolver import Answer, Status
 
@@ -88,13 +88,9 @@ class CacheFile:
 
     def save(self, now: float) -> None:
         """Write every unexpired entry atomically."""
-        directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            handle, temporary = tempfile.mkstemp(prefix=".webresolve-cache.", dir=directory)
-        except OSError as exc:
-            raise CacheFileError(self.path, exc.strerror or str(exc)) from None
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            with atomic_output(self.path, default_mode=0o600) as binary:
+                stream = io.TextIOWrapper(binary, encoding="utf-8")
                 stream.write(json.dumps(HEADER) + "\n")
                 for address, entry in self.entries.items():
                     if entry.expires > now:
@@ -106,11 +102,9 @@ class CacheFile:
                         }
                         stream.write(json.dumps(record) + "\n")
                 stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            os.unlink(temporary)
-            raise CacheFileError(self.path, exc.strerror or str(exc)) from None
+                stream.detach()
+        except OutputFileError as exc:
+            raise CacheFileError(self.path, exc.reason) from None
 
 
 def _json_or_none(line: str) -> object:
@@ -127,7 +121,7 @@ def _parse_entry(line: str) -> tuple[str, CacheEntry] | None:
         return None
     address, name, expires = record.get("address"), record.get("name"), record.get("expires")
     try:
-        status = Status(record.get("status"))
+        status = Status(str(record.get("status")))
     except ValueError:
         return None
     if status not in PERSISTENT or not isinstance(address, str) or normalize_ip(address) != address:

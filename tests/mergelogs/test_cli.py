@@ -40,7 +40,8 @@ def test_output_file_and_original_options(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == b""
     assert out.read_text().startswith("192.0.2.1 ")
-    assert not list(tmp_path.glob(".mergelogs.*"))  # the temporary file was renamed
+    assert not list(tmp_path.glob(".*"))  # the temporary file was renamed
+    assert out.stat().st_mode & 0o777 == 0o644  # a log to be read, not mkstemp's 0600
 
 
 def test_server_given_as_a_name(tmp_path: Path) -> None:
