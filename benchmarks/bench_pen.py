@@ -1,6 +1,6 @@
 """pen throughput and latency: the C pen, HAProxy and pentools' pen, same run, same load.
 
-    python3 benchmarks/pen_bench.py [--runs 3] [--seconds 5] [--connections 50]
+    python -m benchmarks.bench_pen [--runs 3] [--seconds 5] [--connections 50]
 
 Two nginx backends on loopback (config written to a temp dir, stopped by
 PID), each balancer in turn in front of them, wrk as the client:
