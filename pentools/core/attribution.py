@@ -196,7 +196,6 @@ class AttributionEngine:
         self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._by_port: dict[tuple[str, int, str], list[_Pending]] = {}
         self._offsets: dict[str, ClockOffset] = {}
-        self._clients: dict[str, str] = {}  # one string per client address
         self._next_sweep = -math.inf
         self._record_times: deque[float] = deque()  # kept only under max_records
 
@@ -215,9 +214,8 @@ class AttributionEngine:
 
     def add_record(self, record: BalancerRecord) -> None:
         """Make `record` available to lines of its server."""
-        client = self._clients.setdefault(record.client, record.client)
         time = record.time
-        pending = _Pending(time, client, record.upstream_port)
+        pending = _Pending(time, record.client, record.upstream_port)
         key = (record.server, record.request)
         queue = self._queues.get(key)
         if queue is None:

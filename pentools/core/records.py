@@ -68,7 +68,24 @@ class BalancerRecord:
         return f"+ {self.client} {self.server_field()} {self.request}\n".encode()
 
 
+#: Parsed server fields and clients, by their text: a log repeats a few
+#: servers and its clients over and over.  Cleared when full, to stay bounded.
+_server_fields: dict[str, tuple[str, int | None]] = {}
+_clients: dict[str, str] = {}
+_CACHE_LIMIT = 100_000
+
+
 def _parse_server_field(field: str, line: str) -> tuple[str, int | None]:
+    cached = _server_fields.get(field)
+    if cached is None:
+        cached = _parse_server_field_uncached(field, line)
+        if len(_server_fields) >= _CACHE_LIMIT:
+            _server_fields.clear()
+        _server_fields[field] = cached
+    return cached
+
+
+def _parse_server_field_uncached(field: str, line: str) -> tuple[str, int | None]:
     server, sep, port_text = field.partition(_PORT_SEPARATOR)
     port = None
     if sep:
@@ -82,9 +99,14 @@ def _parse_server_field(field: str, line: str) -> tuple[str, int | None]:
 
 
 def _client(field: str, line: str) -> str:
-    address = normalize_ip(field)
+    address = _clients.get(field)
     if address is None:
-        raise _bad(line, f"client {field!r} is not an IP address")
+        address = normalize_ip(field)
+        if address is None:
+            raise _bad(line, f"client {field!r} is not an IP address")
+        if len(_clients) >= _CACHE_LIMIT:
+            _clients.clear()
+        _clients[field] = address
     return address
 
 
