@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -110,23 +111,36 @@ def _time_ordered(items: Iterator[_Item], window: float, stats: MergeStats) -> I
     """Items in time order (stable), holding each back at most `window` seconds of log time.
 
     Backends write lines when requests complete, so a slow request's line
-    comes after quicker, later ones.  A line later than the window is
-    written at once, out of order, and counted.
+    comes after quicker, later ones.  Most lines are in order: they wait in
+    a queue, and only the few that go back in time in a heap.  A line later
+    than the window is written at once, out of order, and counted.
     """
-    pending: list[_Item] = []
+    in_order: deque[_Item] = deque()
+    stragglers: list[_Item] = []
     released = -math.inf
     for item in items:
-        if item[0] < released:
+        time = item[0]
+        if time < released:
             stats.late += 1
             yield (released, *item[1:])
             continue
-        heapq.heappush(pending, item)
-        horizon = item[0] - window
-        while pending[0][0] < horizon:
-            released = pending[0][0]
-            yield heapq.heappop(pending)
-    while pending:
-        yield heapq.heappop(pending)
+        if not in_order or time >= in_order[-1][0]:
+            in_order.append(item)
+        else:
+            heapq.heappush(stragglers, item)
+        horizon = time - window
+        while True:
+            if in_order and (not stragglers or in_order[0] < stragglers[0]):
+                if in_order[0][0] >= horizon:
+                    break
+                released = in_order[0][0]
+                yield in_order.popleft()
+            elif stragglers and stragglers[0][0] < horizon:
+                released = stragglers[0][0]
+                yield heapq.heappop(stragglers)
+            else:
+                break
+    yield from heapq.merge(in_order, sorted(stragglers))
 
 
 class _RecordFeed:
