@@ -180,3 +180,13 @@ def test_output_is_a_permutation_with_only_first_fields_changed(
     times = [p.time for p in map(parser.parse, lines) if p is not None]
     if stats.late == 0:  # lines later than the jitter window are written at once, counted
         assert times == sorted(times)
+
+
+def test_lines_of_any_length(tmp_path: Path) -> None:
+    huge_agent = "A" * 4_000_000  # the C tool reads 1023 bytes of a line
+    huge = clf(BALANCER, 0, "GET /a HTTP/1.1").replace("test-agent", huge_agent)
+    junk = "x" * 3_000_000 + "\n"
+    records = [f"192.0.2.1 {T0} 10.0.0.1 GET /a HTTP/1.1\n"]
+    lines, stats = merge(tmp_path, records, {"10.0.0.1": [huge, junk]})
+    assert lines == [huge.replace(BALANCER, "192.0.2.1", 1), junk]
+    assert stats.join.matched == 1 and stats.malformed == 1
