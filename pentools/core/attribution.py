@@ -97,14 +97,11 @@ class _KeyQueue:
         self.head = 0  # records before it are consumed or expired
         self.live = 0  # unconsumed records
 
-    def add(self, pending: _Pending) -> None:
-        if self.times and pending.time < self.times[-1]:
-            index = bisect_right(self.times, pending.time, self.head)
-            self.times.insert(index, pending.time)
-            self.records.insert(index, pending)
-        else:
-            self.times.append(pending.time)
-            self.records.append(pending)
+    def insert(self, pending: _Pending) -> None:
+        """Add a record older than the newest (records usually come in order: appended)."""
+        index = bisect_right(self.times, pending.time, self.head)
+        self.times.insert(index, pending.time)
+        self.records.insert(index, pending)
         self.live += 1
 
     def consume(self, pending: _Pending) -> None:
@@ -227,7 +224,7 @@ class AttributionEngine:
             queue.records.append(pending)
             queue.live += 1
         else:
-            queue.add(pending)
+            queue.insert(pending)
         if record.upstream_port is not None:
             port_key = (record.server, record.upstream_port, record.request)
             self._by_port.setdefault(port_key, []).append(pending)

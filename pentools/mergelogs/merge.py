@@ -155,7 +155,6 @@ class _RecordFeed:
             address: source.server for source in config.sources for address in source.addresses
         }
         self._next: BalancerRecord | None = None
-        self._done = False
 
     def feed_until(self, time: float) -> None:
         """Add every record stamped at or before `time` (balancer clock corrected)."""
