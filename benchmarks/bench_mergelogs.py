@@ -238,12 +238,9 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[Row] = []
     for workload in plan(args.quick, args.full):
-        rows.extend(measure(workload, args.repeat, args.c_timeout))
-        print(
-            report(rows[-3:]).splitlines()[1:-1]
-            and "\n".join(report(rows[-3:]).splitlines()[1:-1]),
-            flush=True,
-        )
+        measured = measure(workload, args.repeat, args.c_timeout)
+        rows.extend(measured)
+        print("\n".join(report(measured).splitlines()[1:-1]), flush=True)
     print()
     print(report(rows))
 
