@@ -61,6 +61,15 @@ _CLF_HEAD = (
 #: and the user agent, a client's fingerprint; whatever follows is not needed.
 _CLF_PREFIX = re.compile(_CLF_HEAD + rf'(?:$| (?:[^ ]+ [^ ]+ "{_QUOTED}" "(?P<agent>{_QUOTED})")?)')
 
+#: The formats read with the fast regex, by the name users give (None:
+#: recognise common and combined); the *_port ones end with %{remote}p.
+_CLF_WITH_PORT = re.compile(_CLF_PREFIX.pattern + r".* (?P<port>\d{1,5})$")
+_FAST_FORMATS = {
+    "": _CLF_PREFIX,
+    "common_port": _CLF_WITH_PORT,
+    "combined_port": _CLF_WITH_PORT,
+}
+
 #: The same head followed by status, size and, for combined, the quoted
 #: referrer and user agent; anything after them (extensions) is allowed.
 _CLF_FIELDS = (
@@ -313,12 +322,14 @@ class LogFormat:
         self._request_group: int | None = None
         self._port_group: int | None = None
         self._agent_group: int | None = None
-        if self.text is None:
-            self._regex = _CLF_PREFIX
-            self._client_group = self._regex.groupindex["client"]
-            self._plain_time_group = self._regex.groupindex["time"]
-            self._request_group = self._regex.groupindex["request"]
-            self._agent_group = self._regex.groupindex["agent"]
+        fast = _FAST_FORMATS.get(log_format or "")
+        if fast is not None:
+            self._regex = fast
+            self._client_group = fast.groupindex["client"]
+            self._plain_time_group = fast.groupindex["time"]
+            self._request_group = fast.groupindex["request"]
+            self._agent_group = fast.groupindex["agent"]
+            self._port_group = fast.groupindex.get("port")
             self._full_match = False
             return
         try:
