@@ -55,6 +55,16 @@ lines that do not parse are passed through unchanged; --stats counts them.
     help="The balancer's clock minus UTC, in seconds.",
 )
 @click.option(
+    "--reorder",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long after later-stamped lines of its own log a line may come and still "
+    "be put in time order (a request that ran longer is written where it was logged, "
+    "and counted).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True),
@@ -82,6 +92,7 @@ def command(
     debug: int,
     jitter: float,
     clock_offset: float,
+    reorder: float,
     output: str | None,
     log_format: str | None,
     unmatched: str,
@@ -97,7 +108,7 @@ def command(
     """
     try:
         sources = tuple(LogSource.from_spec(*split_host_prefix(spec)) for spec in logs)
-        config = MergeConfig(pen_log, sources, jitter, clock_offset, log_format, unmatched)
+        config = MergeConfig(pen_log, sources, jitter, clock_offset, reorder, log_format, unmatched)
         stats = _run(config, output)
     except PentoolsError as exc:
         raise SystemExit(f"mergelogs: {exc}") from None

@@ -2,9 +2,11 @@
 
 The join itself is `pentools.core.attribution.AttributionEngine`; this module
 only reads the files, puts the lines in time order, feeds the engine with the
-records it needs, and writes the result.  Memory is bounded by the jitter
-window: lines wait at most that long (in log time) to be put in order, and
-records are read that far ahead of the lines and expire that far behind.
+records it needs, and writes the result.  Memory is bounded by windows of
+log time, not by the size of the logs: lines wait at most the reorder window
+to be put in order; records expire a jitter window behind the lines and are
+read ahead only as far as a line may need them (the whole jitter window
+until each server's clock is learned, then that server's band).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class MergeConfig:
     sources: tuple[LogSource, ...]
     jitter: float = 600.0
     clock_offset: float = 0.0  # -t: the balancer's clock minus UTC, in seconds
+    reorder: float = 60.0  # how late a line may come in its own log and still be put in order
     log_format: str | None = None
     unmatched: str = "keep"  # "keep" the line's own client, or write the "server"
 
@@ -186,6 +189,22 @@ class _RecordFeed:
         return None
 
 
+def _lookahead(engine: AttributionEngine, servers: list[str], jitter: float) -> float:
+    """How far past a line's time records may be needed: the window, or the learned bands.
+
+    A line takes records from its server's band ``[t - high, t - low]``, or
+    older ones, so once every band is known nothing later than ``t - low``
+    is needed (plus the slack that lets the band move).
+    """
+    needed = 0.0
+    for server in servers:
+        band = engine.offset(server).band
+        if band is None:
+            return jitter
+        needed = max(needed, engine.slack - band[0])
+    return min(jitter, needed + engine.slack)
+
+
 def check_format(log_format: LogFormat) -> None:
     """Refuse a format the join cannot use: it needs a time and a request."""
     if not log_format.has_time:
@@ -206,7 +225,7 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
     stats.join = engine.stats
     records = _RecordFeed(config, engine, stats)
     streams = [
-        _time_ordered(_parsed_lines(index, source, log_format), config.jitter, stats)
+        _time_ordered(_parsed_lines(index, source, log_format), config.reorder, stats)
         for index, source in enumerate(config.sources)
     ]
     servers = [source.server for source in config.sources]
@@ -220,7 +239,7 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
             time = parsed.time
             if time != fed_until:  # time stamps repeat within a second: once per change
                 fed_until = time
-                records.feed_until(time + config.jitter)
+                records.feed_until(time + _lookahead(engine, servers, config.jitter))
                 engine.advance(time)
             client = engine.match(
                 servers[index], parsed.request_key(), time, parsed.remote_port, parsed.agent

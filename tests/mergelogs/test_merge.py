@@ -190,3 +190,24 @@ def test_lines_of_any_length(tmp_path: Path) -> None:
     lines, stats = merge(tmp_path, records, {"10.0.0.1": [huge, junk]})
     assert lines == [huge.replace(BALANCER, "192.0.2.1", 1), junk]
     assert stats.join.matched == 1 and stats.malformed == 1
+
+
+def test_a_line_later_than_the_reorder_window_is_kept_and_counted(tmp_path: Path) -> None:
+    # A request that ran 180 s is logged after lines stamped up to 170 s later:
+    # with a 60 s window /quick has been written by then.
+    logs = {
+        "10.0.0.1": [
+            clf(BALANCER, 100, "GET /quick HTTP/1.1"),
+            clf(BALANCER, 170, "GET /middle HTTP/1.1"),
+            clf(BALANCER, 0, "GET /slow HTTP/1.1"),
+            clf(BALANCER, 200, "GET /later HTTP/1.1"),
+        ]
+    }
+    lines, stats = merge(tmp_path, [], logs, reorder=60.0)
+    paths = [line.split('"')[1].split()[1] for line in lines]
+    assert paths == ["/quick", "/slow", "/middle", "/later"]
+    assert stats.late == 1
+    lines, stats = merge(tmp_path, [], logs, reorder=600.0)
+    paths = [line.split('"')[1].split()[1] for line in lines]
+    assert paths == ["/slow", "/quick", "/middle", "/later"]
+    assert stats.late == 0
