@@ -41,7 +41,9 @@ CustomLog {root}/access.log common
 """
 
 
-def start_apache(processes: Processes, root: Path, extra: str = "") -> tuple[int, Path]:
+def start_apache(
+    processes: Processes, root: Path, extra: str = "", env: dict[str, str] | None = None
+) -> tuple[int, Path]:
     """A private Apache instance on APACHE_HOST; returns its port and access log."""
     apache = require_program("apache2")
     root.mkdir()
@@ -51,7 +53,7 @@ def start_apache(processes: Processes, root: Path, extra: str = "") -> tuple[int
     port = free_port(APACHE_HOST)
     conf = root / "httpd.conf"
     conf.write_text(APACHE_CONF.format(root=root, host=APACHE_HOST, port=port, extra=extra))
-    result = subprocess.run([apache, "-f", str(conf), "-k", "start"], capture_output=True)
+    result = subprocess.run([apache, "-f", str(conf), "-k", "start"], capture_output=True, env=env)
     assert result.returncode == 0, result.stderr
     pid = int(_wait_for(root / "httpd.pid").read_text())
     processes.started.append(_Pid(pid))  # type: ignore[arg-type]
@@ -152,7 +154,10 @@ def test_c_mergelogs_joins_our_local_log_with_apache_log(
     processes: Processes, tmp_path: Path
 ) -> None:
     mergelogs = require_program("mergelogs")
-    apache_port, access_log = start_apache(processes, tmp_path / "apache")
+    # The C mergelogs reads time stamps as local time and ignores their zone
+    # (SPEC §4): it only joins correctly when the logs and its zone are UTC.
+    utc = dict(os.environ, TZ="UTC")
+    apache_port, access_log = start_apache(processes, tmp_path / "apache", env=utc)
     pen_log = tmp_path / "pen.log"
     port = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, port, "-l", str(pen_log), "--", f"{APACHE_HOST}:{apache_port}")
@@ -161,6 +166,7 @@ def test_c_mergelogs_joins_our_local_log_with_apache_log(
     _wait_for(pen_log, len(asked))
     result = subprocess.run(
         [mergelogs, "-p", str(pen_log), f"{APACHE_HOST}:{access_log}"],
+        env=utc,
         capture_output=True,
         text=True,
         timeout=30,
