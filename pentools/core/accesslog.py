@@ -172,20 +172,16 @@ def parse_clf_time(text: str) -> float:
         sign = -1 if stamp[21] == "-" else 1
         if stamp[2] != "/" or stamp[6] != "/" or stamp[11] != ":" or stamp[21] not in "+-":
             raise ValueError
-        seconds = calendar.timegm(
-            (
-                int(stamp[7:11]),
-                month,
-                int(stamp[0:2]),
-                int(stamp[12:14]),
-                int(stamp[15:17]),
-                int(stamp[18:20]),
-                0,
-                0,
-                0,
-            )
-        )
-        offset = sign * (int(stamp[22:24]) * 3600 + int(stamp[24:26]) * 60)
+        year, day = int(stamp[7:11]), int(stamp[0:2])
+        hour, minute, second = int(stamp[12:14]), int(stamp[15:17]), int(stamp[18:20])
+        zone_hours, zone_minutes = int(stamp[22:24]), int(stamp[24:26])
+        # The ranges parse_clf_times checks too (timegm would roll 25:00 over).
+        if not (1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
+            raise ValueError
+        if zone_minutes > 59 or len(stamp) != 26:
+            raise ValueError
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        offset = sign * (zone_hours * 3600 + zone_minutes * 60)
     except (KeyError, IndexError, ValueError):
         raise ValueError(f"bad time stamp {text!r}") from None
     if len(_time_cache) > 100_000:

@@ -61,8 +61,16 @@ def test_unusable_formats() -> None:
 def test_time_is_locale_and_zone_independent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "America/New_York")
     assert parse_clf_time("[01/Mar/2024:12:00:00 +0530]") == 1709274600.0
-    with pytest.raises(ValueError):
-        parse_clf_time("01/Mrz/2024:12:00:00 +0000")
+    for bad in (
+        "01/Mrz/2024:12:00:00 +0000",  # a locale's month name
+        "01/Mar/2024:25:00:00 +0000",
+        "00/Mar/2024:12:00:00 +0000",
+        "01/Mar/2024:12:61:00 +0000",
+        "01/Mar/2024:12:00:00 +0099",
+        "01/Mar/2024:12:00:00 +00000",
+    ):
+        with pytest.raises(ValueError):
+            parse_clf_time(bad)
 
 
 def test_unescape() -> None:
