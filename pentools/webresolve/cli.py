@@ -33,7 +33,8 @@ def resolver_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(1, 20000),
             default=500,
             show_default=True,
-            help="Look-ups in flight at once.",
+            help="Look-ups in flight at most; below this the window adapts to what "
+            "the server answers without dropping.",
         ),
         click.option(
             "--nameserver",
@@ -49,7 +50,8 @@ def resolver_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(0.01, 60),
             default=2.0,
             show_default=True,
-            help="Seconds to wait for each attempt.",
+            help="Seconds to wait for an answer at most; attempts before the last "
+            "are retried sooner, after a few measured round trips.",
         ),
         click.option(
             "-r",

@@ -54,6 +54,9 @@ class Stats:
     cache_file_hits: int = 0  # addresses answered from the cache file
     cache_file_skipped: int = 0
     queries_sent: int = 0
+    largest_window: int = 0  # look-ups in flight at most
+    window_halvings: int = 0  # answers missing in a burst: the server was dropping
+    attempts_refunded: int = 0  # attempts lost in such a burst, not counted as retries
     receive_buffer: int = 0
     seconds: float = 0.0
 
@@ -81,6 +84,9 @@ class Stats:
             ("Cache file hits", self.cache_file_hits),
             ("Cache file lines skipped", self.cache_file_skipped),
             ("DNS queries sent", self.queries_sent),
+            ("Largest window in flight", self.largest_window),
+            ("Window halvings", self.window_halvings),
+            ("Attempts lost to congestion", self.attempts_refunded),
             ("Socket receive buffer", self.receive_buffer),
         ]
         width = max(len(label) for label, _ in rows)
@@ -176,6 +182,9 @@ class LogResolver:
         finally:
             resolver.close()
             self.stats.queries_sent = resolver.queries_sent
+            self.stats.largest_window = resolver.control.largest
+            self.stats.window_halvings = resolver.control.cuts
+            self.stats.attempts_refunded = resolver.attempts_refunded
             if self.config.progress:
                 sys.stderr.write("\n")
         if self._cache is not None:

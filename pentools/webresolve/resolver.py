@@ -5,8 +5,11 @@ bookkeeping (one socket, one task and one timer per query); here queries are
 built with ``dns.message.make_query``, sent on a few non-blocking sockets
 (each with a large receive buffer, since the answers to hundreds of queries
 arrive in bursts), and answers are matched back by query id and question.
-Each attempt has a time-out; a failed attempt is retried on the next name
-server. With ``confirm`` the name found is looked up forward (A or AAAA) and
+`InFlightControl` decides how many look-ups are in flight (a window that
+adapts to what the server answers without dropping) and when an unanswered
+attempt is retried (after a few measured round trips; the last attempt waits
+the user's whole time-out). A retry goes to the next name server; earlier
+attempts stay answerable. With ``confirm`` the name found is looked up forward (A or AAAA) and
 kept only if it leads back to the same address.
 
 `Resolver` is driven from outside: `submit` addresses, then `poll` for
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import heapq
+import itertools
 import os
 import random
 import selectors
@@ -39,7 +44,13 @@ import dns.reversename
 
 from pentools.core.addresses import HostPort, normalize_ip, parse_host_port
 from pentools.core.errors import AddressError
+from pentools.webresolve.flow import InFlightControl
 from pentools.webresolve.hostnames import host_name_from_labels
+
+#: Attempts lost in a burst of drops (`InFlightControl.timed_out`) that are
+#: not counted against ``--retries``; bounded, so that an address that is
+#: never answered is not asked forever while the server is busy.
+MAX_ATTEMPTS_REFUNDED = 8
 
 #: What the kernel is asked for per socket; it grants up to net.core.rmem_max
 #: (4 MiB here) unless we are root, when SO_RCVBUFFORCE goes beyond.
@@ -110,7 +121,10 @@ def parse_nameserver(text: str) -> HostPort:
 class _Lookup:
     """One address on its way: the PTR query, then perhaps the forward one."""
 
-    __slots__ = ("address", "attempts", "name", "qname", "rdtype", "server", "ttl", "wire")
+    __slots__ = (
+        "address", "attempts", "current", "live", "name", "qname", "rdtype", "refunded",
+        "retry_queued", "server", "ttl", "wire",
+    )  # fmt: skip
 
     def __init__(self, address: str, server: int) -> None:
         self.address = address
@@ -118,6 +132,12 @@ class _Lookup:
         self.name: str | None = None
         self.ttl = 0
         self.attempts = 0
+        self.refunded = 0  # attempts lost to congestion and not counted
+        # Every attempt of the current query stays answerable until one is
+        # answered: a slow answer to the first is as good as one to the last.
+        self.live: list[_Sent] = []
+        self.current: _Sent | None = None  # the latest attempt, whose time-out counts
+        self.retry_queued = False  # timed out, waiting for room in the window to retry
         self.qname = dns.reversename.from_address(address)
         self.rdtype = dns.rdatatype.PTR
         self.wire = dns.message.make_query(self.qname, self.rdtype).to_wire()
@@ -126,13 +146,13 @@ class _Lookup:
 class _Sent:
     """One attempt of a query on one socket."""
 
-    __slots__ = ("channel", "deadline", "lookup", "query_id")
+    __slots__ = ("channel", "lookup", "query_id", "sent_at")
 
-    def __init__(self, lookup: _Lookup, channel: _Channel, query_id: int, deadline: float) -> None:
+    def __init__(self, lookup: _Lookup, channel: _Channel, query_id: int, sent_at: float) -> None:
         self.lookup = lookup
         self.channel = channel
         self.query_id = query_id
-        self.deadline = deadline
+        self.sent_at = sent_at
 
 
 class _Channel:
@@ -178,11 +198,19 @@ class Resolver:
                 self._selector.register(channel.socket, selectors.EVENT_READ, channel)
             self._channels.append(channels)
         self._waiting: deque[_Lookup] = deque()
-        self._sent: deque[_Sent] = deque()  # in sending order, hence in deadline order
+        # Look-ups whose attempt timed out: they wait for room in the window
+        # like new ones (ahead of them), or a flooded server gets flooded again.
+        self._retries: deque[_Lookup] = deque()
+        self._retries_queued = 0
+        # (deadline, tie-breaker, attempt): attempts wait for different times.
+        self._deadlines: list[tuple[float, int, _Sent]] = []
+        self._order = itertools.count()
+        self.control = InFlightControl(config.concurrency, config.timeout)
         self._in_flight = 0
         self._next_server = 0
         self._finished: list[tuple[str, Answer]] = []
         self.queries_sent = 0
+        self.attempts_refunded = 0
 
     @property
     def receive_buffer(self) -> int:
@@ -192,7 +220,7 @@ class Resolver:
     @property
     def pending(self) -> int:
         """Addresses submitted and not yet answered."""
-        return len(self._waiting) + self._in_flight
+        return len(self._waiting) + self._retries_queued + self._in_flight
 
     def submit(self, address: str) -> None:
         """Queue the PTR look-up of one normalized IP address."""
@@ -204,8 +232,8 @@ class Resolver:
         """Send what concurrency allows, wait up to `timeout` for answers, return finished ones."""
         self._send_waiting()
         now = time.monotonic()
-        if self._sent:
-            timeout = min(timeout, max(0.0, self._sent[0].deadline - now))
+        if self._deadlines:
+            timeout = min(timeout, max(0.0, self._deadlines[0][0] - now))
         if self._in_flight:
             for key, _ in self._selector.select(timeout):
                 self._receive(key.data)
@@ -224,22 +252,42 @@ class Resolver:
     # Sending and receiving.
 
     def _send_waiting(self) -> None:
-        while self._waiting and self._in_flight < self.config.concurrency:
+        window = self.control.window
+        while self._retries and self._in_flight < window:
+            lookup = self._retries.popleft()
+            if lookup.retry_queued:  # else answered late while it waited
+                lookup.retry_queued = False
+                self._retries_queued -= 1
+                self._in_flight += 1
+                self._send(lookup)
+        while self._waiting and self._in_flight < window:
             lookup = self._waiting.popleft()
             self._in_flight += 1
             self._send(lookup)
 
     def _send(self, lookup: _Lookup) -> None:
-        """Send the next attempt of a query (one in-flight slot is already counted)."""
+        """Send the next attempt of a query (one in-flight slot is already counted).
+
+        Attempts but the last wait the retry time-out measured from round
+        trips (doubling with each attempt, as a lost query may mean a server
+        still busy); the last waits the user's whole time-out, so a server
+        that is merely slow for one name still gets that long to answer.
+        """
         server = (lookup.server + lookup.attempts) % len(self._channels)
         lookup.attempts += 1
         channel = self._random.choice(self._channels[server])
         query_id = self._random.getrandbits(16)
         while query_id in channel.in_flight:
             query_id = self._random.getrandbits(16)
-        sent = _Sent(lookup, channel, query_id, time.monotonic() + self.config.timeout)
+        now = time.monotonic()
+        wait = self.config.timeout
+        if lookup.attempts <= self.config.retries:
+            wait = min(wait, self.control.retry_timeout * 2 ** (lookup.attempts - 1))
+        sent = _Sent(lookup, channel, query_id, now)
         channel.in_flight[query_id] = sent
-        self._sent.append(sent)
+        lookup.live.append(sent)
+        lookup.current = sent
+        heapq.heappush(self._deadlines, (now + wait, next(self._order), sent))
         self.queries_sent += 1
         # A full buffer or a pending ICMP error: the attempt times out and is retried.
         with contextlib.suppress(OSError):
@@ -262,10 +310,16 @@ class Resolver:
                 message = dns.message.from_wire(data)
             except dns.exception.DNSException:
                 continue  # a malformed answer: let the attempt time out
-            if not self._is_answer_to(message, sent.lookup):
+            lookup = sent.lookup
+            if not self._is_answer_to(message, lookup):
                 continue
-            del channel.in_flight[sent.query_id]
-            self._answered(sent.lookup, message)
+            if lookup.retry_queued:  # an earlier attempt answered after all: back in flight
+                lookup.retry_queued = False
+                self._retries_queued -= 1
+                self._in_flight += 1
+            self.control.answered(time.monotonic() - sent.sent_at, self._in_flight)
+            self._forget(lookup)
+            self._answered(lookup, message)
 
     @staticmethod
     def _is_answer_to(message: dns.message.Message, lookup: _Lookup) -> bool:
@@ -278,18 +332,44 @@ class Resolver:
             and question.rdclass == dns.rdataclass.IN
         )
 
-    def _expire(self, now: float) -> None:
-        while self._sent and self._sent[0].deadline <= now:
-            sent = self._sent.popleft()
-            if sent.channel.in_flight.get(sent.query_id) is not sent:
-                continue  # answered in time
+    @staticmethod
+    def _forget(lookup: _Lookup) -> None:
+        """Stop accepting answers to any attempt of the lookup's current query."""
+        for sent in lookup.live:
             del sent.channel.in_flight[sent.query_id]
-            self._retry_or_finish(sent.lookup, Status.TIMEOUT)
+        lookup.live.clear()
+        lookup.current = None
+
+    def _expire(self, now: float) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            sent = heapq.heappop(deadlines)[2]
+            lookup = sent.lookup
+            if lookup.current is not sent:
+                continue  # answered, or superseded by a later attempt
+            if (
+                self.control.timed_out(sent.sent_at, now)
+                and lookup.refunded < MAX_ATTEMPTS_REFUNDED
+            ):
+                lookup.attempts -= 1  # we flooded the server: not the address's fault
+                lookup.refunded += 1
+                self.attempts_refunded += 1
+            if lookup.attempts <= self.config.retries:
+                lookup.current = None
+                lookup.retry_queued = True
+                self._retries_queued += 1
+                self._in_flight -= 1
+                self._retries.append(lookup)
+            else:
+                self._forget(lookup)
+                self._finish(lookup, Answer(Status.TIMEOUT, None, 0))
 
     def _retry_or_finish(self, lookup: _Lookup, status: Status) -> None:
+        """Try again if attempts are left (keeping earlier ones answerable), else give up."""
         if lookup.attempts <= self.config.retries:
             self._send(lookup)
         else:
+            self._forget(lookup)
             self._finish(lookup, Answer(status, None, 0))
 
     def _finish(self, lookup: _Lookup, answer: Answer) -> None:
@@ -330,7 +410,7 @@ class Resolver:
     def _ask_forward(self, lookup: _Lookup, name: str, ttl: int) -> None:
         lookup.name = name
         lookup.ttl = ttl
-        lookup.attempts = 0
+        lookup.attempts = 0  # the PTR attempts are forgotten: a new query, new attempts
         lookup.qname = dns.name.from_text(name)
         lookup.rdtype = dns.rdatatype.AAAA if ":" in lookup.address else dns.rdatatype.A
         lookup.wire = dns.message.make_query(lookup.qname, lookup.rdtype).to_wire()
