@@ -25,6 +25,9 @@ MIN_RETRY_TIMEOUT = 0.05
 MIN_WINDOW = 4
 #: Where the window starts (the user's maximum if that is lower).
 INITIAL_WINDOW = 64
+#: Losses in one congestion event from which on they are blamed on congestion:
+#: one or two missing answers may as well be addresses nobody answers for.
+BURST_LOSSES = 3
 
 
 class InFlightControl:
@@ -39,6 +42,7 @@ class InFlightControl:
         self.smoothed_rtt: float | None = None
         self.rtt_deviation = 0.0
         self._last_cut = float("-inf")  # when the window was last halved
+        self._losses_since_cut = 0
         self.cuts = 0  # congestion events (window halvings)
         self.largest = int(self._window)
 
@@ -83,12 +87,15 @@ class InFlightControl:
     def timed_out(self, sent_at: float, now: float) -> bool:
         """No answer to a query sent at `sent_at`: halve, unless this loss is already counted.
 
-        A query sent before the last cut belongs to the burst that caused it;
-        True says so: it was lost to congestion, not to a silent server.
+        A query sent before the last cut belongs to the burst that caused it.
+        True says the loss is one of a burst (`BURST_LOSSES` or more), so
+        lost to congestion rather than to a server that never answers.
         """
         if sent_at < self._last_cut:
-            return True
+            self._losses_since_cut += 1
+            return self._losses_since_cut >= BURST_LOSSES
         self._last_cut = now
+        self._losses_since_cut = 1
         self.cuts += 1
         self._window = max(float(self.minimum), self._window / 2)
         self.slow_start_limit = self._window

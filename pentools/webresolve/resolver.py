@@ -26,24 +26,20 @@ import os
 import random
 import selectors
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dns.exception
-import dns.flags
 import dns.message
-import dns.name
 import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
-import dns.reversename
 
 from pentools.core.addresses import HostPort, normalize_ip, parse_host_port
 from pentools.core.errors import AddressError
+from pentools.webresolve import wire
 from pentools.webresolve.flow import InFlightControl
 from pentools.webresolve.hostnames import host_name_from_labels
 
@@ -122,8 +118,8 @@ class _Lookup:
     """One address on its way: the PTR query, then perhaps the forward one."""
 
     __slots__ = (
-        "address", "attempts", "current", "live", "name", "qname", "rdtype", "refunded",
-        "retry_queued", "server", "ttl", "wire",
+        "address", "attempts", "current", "forward", "live", "name", "question", "refunded",
+        "retry_queued", "server", "ttl",
     )  # fmt: skip
 
     def __init__(self, address: str, server: int) -> None:
@@ -138,21 +134,21 @@ class _Lookup:
         self.live: list[_Sent] = []
         self.current: _Sent | None = None  # the latest attempt, whose time-out counts
         self.retry_queued = False  # timed out, waiting for room in the window to retry
-        self.qname = dns.reversename.from_address(address)
-        self.rdtype = dns.rdatatype.PTR
-        self.wire = dns.message.make_query(self.qname, self.rdtype).to_wire()
+        self.question = wire.reverse_question(address)  # wire format, lower case
+        self.forward = False  # asking A/AAAA of the name found (--confirm)
 
 
 class _Sent:
     """One attempt of a query on one socket."""
 
-    __slots__ = ("channel", "lookup", "query_id", "sent_at")
+    __slots__ = ("channel", "deadline", "lookup", "query_id", "sent_at")
 
     def __init__(self, lookup: _Lookup, channel: _Channel, query_id: int, sent_at: float) -> None:
         self.lookup = lookup
         self.channel = channel
         self.query_id = query_id
         self.sent_at = sent_at
+        self.deadline = sent_at
 
 
 class _Channel:
@@ -280,18 +276,32 @@ class Resolver:
         while query_id in channel.in_flight:
             query_id = self._random.getrandbits(16)
         now = time.monotonic()
-        wait = self.config.timeout
-        if lookup.attempts <= self.config.retries:
-            wait = min(wait, self.control.retry_timeout * 2 ** (lookup.attempts - 1))
         sent = _Sent(lookup, channel, query_id, now)
         channel.in_flight[query_id] = sent
         lookup.live.append(sent)
         lookup.current = sent
-        heapq.heappush(self._deadlines, (now + wait, next(self._order), sent))
+        self._schedule(sent)
         self.queries_sent += 1
         # A full buffer or a pending ICMP error: the attempt times out and is retried.
         with contextlib.suppress(OSError):
-            channel.socket.send(struct.pack("!H", query_id) + lookup.wire[2:])
+            channel.socket.send(wire.query(query_id, lookup.question))
+
+    def _schedule(self, sent: _Sent) -> None:
+        """Set (or bring forward) when an attempt times out."""
+        lookup = sent.lookup
+        wait = self.config.timeout
+        if lookup.attempts <= self.config.retries:
+            wait = min(wait, self.control.retry_timeout * 2 ** (lookup.attempts - 1))
+        sent.deadline = sent.sent_at + wait
+        heapq.heappush(self._deadlines, (sent.deadline, next(self._order), sent))
+
+    def _reschedule_all(self) -> None:
+        """After the first round trip measured: attempts sent before it wait that much less."""
+        for channels in self._channels:
+            for channel in channels:
+                for sent in channel.in_flight.values():
+                    if sent.lookup.current is sent:
+                        self._schedule(sent)
 
     def _receive(self, channel: _Channel) -> None:
         while True:
@@ -306,31 +316,29 @@ class Resolver:
             sent = channel.in_flight.get(int.from_bytes(data[:2], "big"))
             if sent is None:
                 continue  # late answer to an attempt already retried, or a stray datagram
-            try:
-                message = dns.message.from_wire(data)
-            except dns.exception.DNSException:
-                continue  # a malformed answer: let the attempt time out
             lookup = sent.lookup
-            if not self._is_answer_to(message, lookup):
-                continue
+            if not wire.answers_question(data, lookup.question):
+                continue  # not an answer to our question: spoofed, or a stray
+            reply: wire.Reply | dns.message.Message | None
+            if lookup.forward:
+                reply = _forward_reply(data)
+            else:
+                reply = wire.read_reply(data, lookup.question)
+            if reply is None:
+                continue  # a malformed answer: let the attempt time out
             if lookup.retry_queued:  # an earlier attempt answered after all: back in flight
                 lookup.retry_queued = False
                 self._retries_queued -= 1
                 self._in_flight += 1
+            first_round_trip = self.control.smoothed_rtt is None
             self.control.answered(time.monotonic() - sent.sent_at, self._in_flight)
+            if first_round_trip:
+                self._reschedule_all()
             self._forget(lookup)
-            self._answered(lookup, message)
-
-    @staticmethod
-    def _is_answer_to(message: dns.message.Message, lookup: _Lookup) -> bool:
-        if not message.flags & dns.flags.QR or len(message.question) != 1:
-            return False
-        question = message.question[0]
-        return (
-            question.name == lookup.qname
-            and question.rdtype == lookup.rdtype
-            and question.rdclass == dns.rdataclass.IN
-        )
+            if isinstance(reply, wire.Reply):
+                self._answered_ptr(lookup, reply)
+            else:
+                self._answered_forward(lookup, reply)
 
     @staticmethod
     def _forget(lookup: _Lookup) -> None:
@@ -343,10 +351,10 @@ class Resolver:
     def _expire(self, now: float) -> None:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            sent = heapq.heappop(deadlines)[2]
+            deadline, _, sent = heapq.heappop(deadlines)
             lookup = sent.lookup
-            if lookup.current is not sent:
-                continue  # answered, or superseded by a later attempt
+            if lookup.current is not sent or deadline != sent.deadline:
+                continue  # answered, superseded by a later attempt, or rescheduled
             if (
                 self.control.timed_out(sent.sent_at, now)
                 and lookup.refunded < MAX_ATTEMPTS_REFUNDED
@@ -378,7 +386,32 @@ class Resolver:
 
     # What the answers mean.
 
-    def _answered(self, lookup: _Lookup, message: dns.message.Message) -> None:
+    def _answered_ptr(self, lookup: _Lookup, reply: wire.Reply) -> None:
+        if reply.rcode not in (wire.NOERROR, wire.NXDOMAIN):
+            self._retry_or_finish(lookup, Status.FAILED)
+            return
+        if not reply.targets:
+            self._finish(lookup, Answer(Status.NOT_FOUND, None, reply.ttl))
+            return
+        names = (host_name_from_labels(labels) for labels in reply.targets)
+        name = next((name for name in names if name is not None), None)
+        if name is None:
+            self._finish(lookup, Answer(Status.INVALID, None, reply.ttl))
+        elif not self.config.confirm:
+            self._finish(lookup, Answer(Status.RESOLVED, name, reply.ttl))
+        else:
+            self._ask_forward(lookup, name, reply.ttl)
+
+    def _ask_forward(self, lookup: _Lookup, name: str, ttl: int) -> None:
+        lookup.name = name
+        lookup.ttl = ttl
+        lookup.attempts = 0  # the PTR attempts are forgotten: a new query, new attempts
+        rdtype = dns.rdatatype.AAAA if ":" in lookup.address else dns.rdatatype.A
+        lookup.question = dns.message.make_query(name, rdtype).to_wire()[12:].lower()
+        lookup.forward = True
+        self._send(lookup)
+
+    def _answered_forward(self, lookup: _Lookup, message: dns.message.Message) -> None:
         rcode = message.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             self._retry_or_finish(lookup, Status.FAILED)
@@ -388,39 +421,18 @@ class Resolver:
         except dns.exception.DNSException:
             self._retry_or_finish(lookup, Status.FAILED)
             return
-        if lookup.rdtype == dns.rdatatype.PTR:
-            self._answered_ptr(lookup, chain)
-        else:
-            self._answered_forward(lookup, chain)
-
-    def _answered_ptr(self, lookup: _Lookup, chain: dns.message.ChainingResult) -> None:
-        ttl = int(chain.minimum_ttl)
-        if chain.answer is None:
-            self._finish(lookup, Answer(Status.NOT_FOUND, None, ttl))
-            return
-        names = (host_name_from_labels(rdata.target.labels) for rdata in chain.answer)
-        name = next((name for name in names if name is not None), None)
-        if name is None:
-            self._finish(lookup, Answer(Status.INVALID, None, ttl))
-        elif not self.config.confirm:
-            self._finish(lookup, Answer(Status.RESOLVED, name, ttl))
-        else:
-            self._ask_forward(lookup, name, ttl)
-
-    def _ask_forward(self, lookup: _Lookup, name: str, ttl: int) -> None:
-        lookup.name = name
-        lookup.ttl = ttl
-        lookup.attempts = 0  # the PTR attempts are forgotten: a new query, new attempts
-        lookup.qname = dns.name.from_text(name)
-        lookup.rdtype = dns.rdatatype.AAAA if ":" in lookup.address else dns.rdatatype.A
-        lookup.wire = dns.message.make_query(lookup.qname, lookup.rdtype).to_wire()
-        self._send(lookup)
-
-    def _answered_forward(self, lookup: _Lookup, chain: dns.message.ChainingResult) -> None:
         ttl = min(lookup.ttl, int(chain.minimum_ttl))
         addresses = {normalize_ip(rdata.address) for rdata in chain.answer or ()}
         status = Status.CONFIRMED if lookup.address in addresses else Status.MISMATCH
         self._finish(lookup, Answer(status, lookup.name, ttl))
+
+
+def _forward_reply(data: bytes) -> dns.message.Message | None:
+    """The answer to a forward (A/AAAA) query, parsed by dnspython; None if malformed."""
+    try:
+        return dns.message.from_wire(data)
+    except dns.exception.DNSException:
+        return None
 
 
 def resolve_all(config: ResolverConfig, addresses: Sequence[str]) -> dict[str, Answer]:
