@@ -7,8 +7,10 @@ treats a path (RFC 5681, RFC 6298):
 
 * the window of look-ups in flight starts moderate, doubles per round trip
   while answers come back (slow start), then grows by one per window of
-  answers; a time-out halves it, at most once per round trip, since the
-  queries lost in one burst are one congestion event, not many;
+  answers; a burst of time-outs halves it, once: the queries lost in one
+  burst are one congestion event, not many. A few scattered time-outs do
+  not count, since real logs hold addresses whose reverse zone never
+  answers (lame delegations), and halving for each would starve the rest;
 * the retry time-out follows the measured round-trip times: smoothed RTT plus
   four deviations, at least four smoothed RTTs and a small floor, at most
   the user's ``--timeout``; until the first answer it is the user's time-out.
@@ -19,14 +21,17 @@ clock reading it took, so tests can drive it event by event.
 
 from __future__ import annotations
 
+from collections import deque
+
 #: Below this the retry time-out never goes: scheduling noise on a busy machine.
 MIN_RETRY_TIMEOUT = 0.05
 #: The window never shrinks below this, however many answers go missing.
 MIN_WINDOW = 4
 #: Where the window starts (the user's maximum if that is lower).
 INITIAL_WINDOW = 64
-#: Losses in one congestion event from which on they are blamed on congestion:
-#: one or two missing answers may as well be addresses nobody answers for.
+#: A burst: this many time-outs (or one in 16 of the window, if more) noticed
+#: within one retry time-out of each other. Fewer may as well be addresses
+#: nobody answers for.
 BURST_LOSSES = 3
 
 
@@ -42,7 +47,7 @@ class InFlightControl:
         self.smoothed_rtt: float | None = None
         self.rtt_deviation = 0.0
         self._last_cut = float("-inf")  # when the window was last halved
-        self._losses_since_cut = 0
+        self._recent_losses: deque[float] = deque()  # when time-outs were noticed
         self.cuts = 0  # congestion events (window halvings)
         self.largest = int(self._window)
 
@@ -84,19 +89,30 @@ class InFlightControl:
         self._window = min(self._window, float(self.maximum))
         self.largest = max(self.largest, int(self._window))
 
-    def timed_out(self, sent_at: float, now: float) -> bool:
-        """No answer to a query sent at `sent_at`: halve, unless this loss is already counted.
+    @property
+    def burst(self) -> int:
+        """How many time-outs close together make a burst."""
+        return max(BURST_LOSSES, int(self._window) // 16)
 
-        A query sent before the last cut belongs to the burst that caused it.
-        True says the loss is one of a burst (`BURST_LOSSES` or more), so
-        lost to congestion rather than to a server that never answers.
+    def timed_out(self, sent_at: float, now: float) -> bool:
+        """No answer to a query sent at `sent_at`; True if blamed on congestion.
+
+        The loss that completes a burst halves the window; a query sent
+        before that belongs to the burst that caused it. Either is blamed on
+        congestion, not on the address.
         """
         if sent_at < self._last_cut:
-            self._losses_since_cut += 1
-            return self._losses_since_cut >= BURST_LOSSES
+            return True
+        recent = self._recent_losses
+        recent.append(now)
+        horizon = now - self.retry_timeout
+        while recent[0] < horizon:
+            recent.popleft()
+        if len(recent) < self.burst:
+            return False
+        recent.clear()
         self._last_cut = now
-        self._losses_since_cut = 1
         self.cuts += 1
         self._window = max(float(self.minimum), self._window / 2)
         self.slow_start_limit = self._window
-        return False
+        return True

@@ -23,22 +23,37 @@ def test_a_small_maximum_is_the_start() -> None:
     assert InFlightControl(maximum=1, timeout=2.0).window == 1
 
 
+def lose(control: InFlightControl, count: int, sent_at: float, now: float) -> list[bool]:
+    """`count` queries sent at `sent_at` found missing one after another from `now`."""
+    return [control.timed_out(sent_at, now + number / 1000) for number in range(count)]
+
+
 def test_a_burst_of_losses_halves_the_window_once() -> None:
     control = InFlightControl(maximum=1000, timeout=2.0, initial=512)
-    losses = [1.0, 1.001, 1.002, 1.003]  # lost together, noticed one after another
-    burst = [control.timed_out(sent_at, now=1.1 + sent_at / 100) for sent_at in losses]
+    assert control.burst == 32  # one in 16 of the window
+    blamed = lose(control, 40, sent_at=1.0, now=3.0)
     assert control.window == 256
     assert control.cuts == 1
-    # The first two might be addresses nobody answers for; from the third on, a burst.
-    assert burst == [False, False, True, True]
-    assert not control.timed_out(1.2, now=1.4)  # sent after the cut: a new congestion event
+    # Until the 32nd they might be addresses nobody answers for; then a burst,
+    # and the rest of it (sent before the cut) is part of the same event.
+    assert blamed == [False] * 31 + [True] * 9
+    assert not any(lose(control, 15, sent_at=3.5, now=5.6))  # sent after: counted anew
+    assert lose(control, 1, sent_at=3.5, now=5.7) == [True]  # 16th: the burst of a window of 256
     assert control.window == 128
     assert control.cuts == 2
 
 
+def test_scattered_losses_are_not_congestion() -> None:
+    control = InFlightControl(maximum=1000, timeout=2.0, initial=64)
+    for step in range(100):  # one silent address every second
+        assert not control.timed_out(float(step), now=step + 2.0)
+    assert control.window == 64
+    assert control.cuts == 0
+
+
 def test_after_a_loss_the_window_grows_by_one_per_window_of_answers() -> None:
     control = InFlightControl(maximum=1000, timeout=2.0, initial=200)
-    control.timed_out(0.0, now=0.1)
+    lose(control, 12, sent_at=0.0, now=0.1)
     assert control.window == 100
     for _ in range(102):  # a little more than one window: 1/100 each, then 1/101
         control.answered(0.001, in_flight=10_000)
@@ -48,7 +63,7 @@ def test_after_a_loss_the_window_grows_by_one_per_window_of_answers() -> None:
 def test_losses_never_shrink_the_window_to_nothing() -> None:
     control = InFlightControl(maximum=1000, timeout=2.0)
     for step in range(50):
-        control.timed_out(float(step), now=step + 0.5)
+        lose(control, 4, sent_at=float(step), now=step + 0.5)
     assert control.window >= 1
     assert control.window == 4
 
