@@ -1,0 +1,51 @@
+"""Reading ahead: the scout finds each address of a file once, and stops at its memory bound."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pentools.webresolve import scout
+from tests.conftest import tool_env
+
+LOG = (
+    b"192.0.2.1 - - first\n"
+    b"\n"
+    b"2001:DB8::1 - - upper case\n"
+    b"::ffff:192.0.2.1 - - mapped: the same client\n"
+    b"junk\xff - - not an address\n"
+    b"[2001:db8::1] - - bracketed: the same again\n"
+    b"198.51.100.7\r\n"
+    b"192.0.2.1 - - again\n"
+    b"203.0.113.9 - - no newline at the end"
+)
+
+
+def test_each_address_once_normalized(tmp_path: Path) -> None:
+    log = tmp_path / "access_log"
+    log.write_bytes(LOG)
+    found = list(scout.addresses_in(str(log)))
+    assert sorted(found) == sorted(["192.0.2.1", "2001:db8::1", "198.51.100.7", "203.0.113.9"])
+
+
+def test_a_log_of_junk_cannot_grow_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "access_log"
+    log.write_bytes(b"".join(b"junk%d x\n" % number for number in range(1000)) + LOG)
+    monkeypatch.setattr(scout, "MAX_FIELDS", 500)
+    assert list(scout.addresses_in(str(log))) == []  # gave up before the addresses
+
+
+def test_the_process_prints_addresses_and_only_files_are_scouted(tmp_path: Path) -> None:
+    log = tmp_path / "access_log"
+    log.write_bytes(LOG)
+    result = subprocess.run(
+        [sys.executable, "-m", "pentools.webresolve.scout", str(log)],
+        capture_output=True, env=tool_env(), check=True,
+    )  # fmt: skip
+    assert sorted(result.stdout.decode().split()) == sorted(scout.addresses_in(str(log)))
+    assert scout.can_scout(str(log))
+    assert not scout.can_scout("-")
+    assert not scout.can_scout(str(tmp_path))
