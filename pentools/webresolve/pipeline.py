@@ -24,7 +24,7 @@ from pentools.core.errors import InputFileError
 from pentools.webresolve.cache import CacheFile
 from pentools.webresolve.hostnames import is_valid_host_name
 from pentools.webresolve.resolver import Answer, Resolver, ResolverConfig, Status
-from pentools.webresolve.scout import Scout, can_scout
+from pentools.webresolve.scout import Scout, scout_argv
 
 READ_SIZE = 256 * 1024
 #: Blocks of input queued ahead of the main thread (each up to READ_SIZE bytes).
@@ -199,7 +199,8 @@ class LogResolver:
         self._resolver = resolver = Resolver(self.config.resolver)
         self.stats.receive_buffer = resolver.receive_buffer
         path = self.config.input_path
-        scout = Scout(path) if self.config.read_ahead and can_scout(path) else None
+        arguments = scout_argv(path) if self.config.read_ahead else None
+        scout = Scout(arguments) if arguments is not None else None
         reader = _Reader(path)
         reader.start()
         try:

@@ -8,15 +8,19 @@ prints each distinct client address as soon as it meets it; webresolve
 submits them at once, so the look-ups, and their time-outs, are mostly over
 by the time the lines reach the window.
 
-    python -m pentools.webresolve.scout ACCESS_LOG
+    python -m pentools.webresolve.scout ACCESS_LOG [OFFSET]
 
 prints normalized addresses, one per line, each once. It remembers at most
-`MAX_FIELDS` distinct first fields, so a log of junk cannot grow it.
+`MAX_FIELDS` distinct first fields, so a log of junk cannot grow it. With an
+OFFSET the file is read as is from there: that is how standard input is
+scouted when it is a regular file (``webresolve < access_log``), as
+/dev/stdin reopened, from where webresolve starts reading it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -30,11 +34,11 @@ READ_SIZE = 1024 * 1024
 MAX_FIELDS = 2_000_000
 
 
-def addresses_in(path: str) -> Iterator[str]:
+def addresses_in(path: str, offset: int | None = None) -> Iterator[str]:
     """Each distinct address of the log's first fields, a megabyte of log at a time."""
     seen: set[str] = set()  # first fields
     found: set[str] = set()  # addresses (several fields may spell one)
-    for lines in _blocks_of_lines(path):
+    for lines in _blocks_of_lines(path, offset):
         fields = {line[: first_field_end(line)] for line in lines}
         fields.difference_update(seen)
         if len(seen) + len(fields) > MAX_FIELDS:
@@ -47,8 +51,13 @@ def addresses_in(path: str) -> Iterator[str]:
                 yield address
 
 
-def _blocks_of_lines(path: str) -> Iterator[list[str]]:
-    with open_binary(path) as stream:
+def _blocks_of_lines(path: str, offset: int | None) -> Iterator[list[str]]:
+    if offset is None:
+        stream = open_binary(path)  # .gz too, as the main process reads it
+    else:
+        stream = open(path, "rb")  # noqa: SIM115 - closed below
+        stream.seek(offset)
+    with stream:
         carry = b""
         while chunk := stream.read(READ_SIZE):
             data = carry + chunk
@@ -59,17 +68,29 @@ def _blocks_of_lines(path: str) -> Iterator[list[str]]:
             yield [carry.decode("latin-1")]
 
 
-def can_scout(path: str) -> bool:
-    """Only a regular file can be read twice."""
-    return path != "-" and os.path.isfile(path)
+def scout_argv(path: str) -> list[str] | None:
+    """How to scout the log webresolve reads, or None if it cannot be read twice.
+
+    A named regular file is scanned from its start; standard input if it is a
+    regular file, from where it stands now.
+    """
+    if path != "-":
+        return [path] if os.path.isfile(path) else None
+    try:
+        fd = sys.stdin.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return ["/dev/stdin", str(os.lseek(fd, 0, os.SEEK_CUR))]
+    except (OSError, ValueError):
+        return None
 
 
 class Scout:
     """The scanning process and a thread collecting what it prints."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, arguments: list[str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pentools.webresolve.scout", path],
+            [sys.executable, "-m", "pentools.webresolve.scout", *arguments],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -101,10 +122,11 @@ class Scout:
 
 def main() -> None:
     path = sys.argv[1]
+    offset = int(sys.argv[2]) if len(sys.argv) > 2 else None
     out = sys.stdout
     try:
         batch: list[str] = []
-        for address in addresses_in(path):
+        for address in addresses_in(path, offset):
             batch.append(address)
             if len(batch) >= 64:
                 out.write("\n".join(batch) + "\n")

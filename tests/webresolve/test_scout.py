@@ -46,6 +46,28 @@ def test_the_process_prints_addresses_and_only_files_are_scouted(tmp_path: Path)
         capture_output=True, env=tool_env(), check=True,
     )  # fmt: skip
     assert sorted(result.stdout.decode().split()) == sorted(scout.addresses_in(str(log)))
-    assert scout.can_scout(str(log))
-    assert not scout.can_scout("-")
-    assert not scout.can_scout(str(tmp_path))
+    assert scout.scout_argv(str(log)) == [str(log)]
+    assert scout.scout_argv(str(tmp_path)) is None
+
+
+def test_standard_input_is_scouted_from_where_it_stands(tmp_path: Path) -> None:
+    """`webresolve < access_log`: the scout reopens /dev/stdin and starts at its offset."""
+    log = tmp_path / "access_log"
+    log.write_bytes(LOG)
+    code = (
+        "import sys; sys.stdin.buffer.raw.read(20); "  # as if the first line were read already
+        "from pentools.webresolve import scout; print(scout.scout_argv('-'))"
+    )
+    with open(log, "rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-c", code], stdin=stdin, capture_output=True, env=tool_env()
+        )
+    assert result.stdout.decode().strip() == "['/dev/stdin', '20']"
+    assert "192.0.2.1" in scout.addresses_in(str(log), 0)
+    rest = list(scout.addresses_in(str(log), 20))
+    assert "192.0.2.1" in rest  # from the mapped and the last-but-one lines
+    assert len(rest) == 4
+    piped = subprocess.run(
+        [sys.executable, "-c", code], input=LOG, capture_output=True, env=tool_env()
+    )
+    assert piped.stdout.decode().strip() == "None"  # a pipe cannot be read twice
