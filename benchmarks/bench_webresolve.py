@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -303,6 +304,8 @@ def main() -> None:
     parser.add_argument("--skip-plain", action="store_true", help="only the latency case")
     parser.add_argument("--skip-latency", action="store_true", help="only the direct case")
     args = parser.parse_args()
+    # Stopped by PID (TERM), it still stops its DNS servers on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     for program in (PROGRAMS[args.server], "/usr/bin/logresolve", "/usr/bin/time"):
         if not os.access(program, os.X_OK):
             sys.exit(f"bench_webresolve: {program} is needed (scripts/setup installs it)")

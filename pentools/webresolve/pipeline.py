@@ -30,6 +30,9 @@ READ_SIZE = 256 * 1024
 #: Blocks of input queued ahead of the main thread (each up to READ_SIZE bytes).
 QUEUED_BLOCKS = 8
 PROGRESS_INTERVAL = 0.25
+#: Addresses found by reading ahead are passed on while fewer look-ups than
+#: this are waiting: the look-ups of a huge log are not all queued at once.
+READ_AHEAD_PENDING = 10_000
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ class LogResolver:
     def _loop(self, resolver: Resolver, reader: _Reader, scout: Scout | None) -> None:
         eof = False
         while not eof or self._window:
-            if scout is not None:
+            if scout is not None and resolver.pending < READ_AHEAD_PENDING:
                 for address in scout.take():
                     self._look_up(address)
             got_input = False

@@ -20,6 +20,7 @@ scouted when it is a regular file (``webresolve < access_log``), as
 from __future__ import annotations
 
 import os
+import queue
 import stat
 import subprocess
 import sys
@@ -31,7 +32,10 @@ from pentools.core.addresses import normalize_ip
 from pentools.core.errors import InputFileError
 
 READ_SIZE = 1024 * 1024
-MAX_FIELDS = 2_000_000
+#: Distinct first fields remembered at most (about 100 MB of them).
+MAX_FIELDS = 1_000_000
+#: Chunks of addresses (up to 64 KiB of output each) waiting to be taken.
+QUEUED_CHUNKS = 16
 
 
 def addresses_in(path: str, offset: int | None = None) -> Iterator[str]:
@@ -86,7 +90,12 @@ def scout_argv(path: str) -> list[str] | None:
 
 
 class Scout:
-    """The scanning process and a thread collecting what it prints."""
+    """The scanning process, and a thread passing on what it prints.
+
+    At most `QUEUED_CHUNKS` chunks of its output wait here; beyond that the
+    pipe fills and the scanning process waits, so reading ahead never holds
+    more than that in memory.
+    """
 
     def __init__(self, arguments: list[str]) -> None:
         self.process = subprocess.Popen(
@@ -94,24 +103,43 @@ class Scout:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self._lock = threading.Lock()
-        self._found: list[str] = []
+        self._found: queue.Queue[list[str]] = queue.Queue(QUEUED_CHUNKS)
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._collect, name="webresolve-scout", daemon=True)
         self._thread.start()
 
     def _collect(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._lock:
-                self._found.append(line.decode("ascii", "replace").rstrip("\n"))
+        fd = self.process.stdout.fileno()
+        carry = b""
+        while not self._stopping.is_set():
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            if cut:
+                addresses = data[:cut].decode("ascii", "replace").split()
+                while not self._stopping.is_set():
+                    try:
+                        self._found.put(addresses, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
 
     def take(self) -> list[str]:
-        """The addresses found since the last call."""
-        with self._lock:
-            found, self._found = self._found, []
-        return found
+        """Addresses found since the last call (a chunk of them, or none yet)."""
+        try:
+            return self._found.get_nowait()
+        except queue.Empty:
+            return []
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.process.poll() is None:
             self.process.terminate()
         self.process.wait()
