@@ -24,7 +24,7 @@ from pentools.core.errors import InputFileError
 from pentools.webresolve.cache import CacheFile
 from pentools.webresolve.hostnames import is_valid_host_name
 from pentools.webresolve.resolver import Answer, Resolver, ResolverConfig, Status
-from pentools.webresolve.scout import Scout, scout_argv
+from pentools.webresolve.scout import Scout, Source, scout_source
 
 READ_SIZE = 256 * 1024
 #: Blocks of input queued ahead of the main thread (each up to READ_SIZE bytes).
@@ -63,6 +63,7 @@ class Stats:
     window_halvings: int = 0  # answers missing in a burst: the server was dropping
     attempts_refunded: int = 0  # attempts lost in such a burst, not counted as retries
     receive_buffer: int = 0
+    read_ahead_from: int | None = None  # byte offset where the scout started
     seconds: float = 0.0
 
     @property
@@ -93,6 +94,10 @@ class Stats:
             ("Window halvings", self.window_halvings),
             ("Attempts lost to congestion", self.attempts_refunded),
             ("Socket receive buffer", self.receive_buffer),
+            (
+                "Read ahead from byte",
+                "no" if self.read_ahead_from is None else self.read_ahead_from,
+            ),
         ]
         width = max(len(label) for label, _ in rows)
         text = "".join(f"{label:<{width}} : {value}\n" for label, value in rows)
@@ -189,6 +194,7 @@ class LogResolver:
         self._window: deque[_Block] = deque()
         self._window_lines = 0
         self._first_seen = 0  # addresses met in a line for the first time
+        self._scout: Scout | None = None
         self._cache = CacheFile(config.cache_path) if config.cache_path else None
         self._resolver: Resolver | None = None
         self._last_progress = 0.0
@@ -202,15 +208,14 @@ class LogResolver:
         self._resolver = resolver = Resolver(self.config.resolver)
         self.stats.receive_buffer = resolver.receive_buffer
         path = self.config.input_path
-        arguments = scout_argv(path) if self.config.read_ahead else None
-        scout = Scout(arguments) if arguments is not None else None
+        source = scout_source(path) if self.config.read_ahead else None
         reader = _Reader(path)
         reader.start()
         try:
-            self._loop(resolver, reader, scout)
+            self._loop(resolver, reader, source)
         finally:
-            if scout is not None:
-                scout.stop()
+            if self._scout is not None:
+                self._scout.stop()
             resolver.close()
             self.stats.queries_sent = resolver.queries_sent
             self.stats.largest_window = resolver.control.largest
@@ -223,9 +228,15 @@ class LogResolver:
         self.stats.seconds = time.monotonic() - started
         return self.stats
 
-    def _loop(self, resolver: Resolver, reader: _Reader, scout: Scout | None) -> None:
+    def _loop(self, resolver: Resolver, reader: _Reader, source: Source | None) -> None:
         eof = False
         while not eof or self._window:
+            scout = self._scout
+            if scout is None and source is not None and resolver.attempts_timed_out and not eof:
+                # A query went unanswered: more may follow, so read ahead from here.
+                arguments = source.arguments(reader.bytes_read)
+                scout = self._scout = Scout(arguments)
+                self.stats.read_ahead_from = int(arguments[1]) if len(arguments) > 1 else 0
             if scout is not None and resolver.pending < READ_AHEAD_PENDING:
                 for address in scout.take():
                     self._look_up(address)

@@ -207,6 +207,7 @@ class Resolver:
         self._finished: list[tuple[str, Answer]] = []
         self.queries_sent = 0
         self.attempts_refunded = 0
+        self.attempts_timed_out = 0
 
     @property
     def receive_buffer(self) -> int:
@@ -355,6 +356,7 @@ class Resolver:
             lookup = sent.lookup
             if lookup.current is not sent or deadline != sent.deadline:
                 continue  # answered, superseded by a later attempt, or rescheduled
+            self.attempts_timed_out += 1
             if (
                 self.control.timed_out(sent.sent_at, now)
                 and lookup.refunded < MAX_ATTEMPTS_REFUNDED

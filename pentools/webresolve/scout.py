@@ -3,18 +3,21 @@
 Output is written in input order, so an address that is never answered
 holds its line, and every line after it, for the whole time-out, and only
 the look-ahead window keeps the rest moving. When the log is a regular
-file, a second process (on the other core) scans it from start to end and
-prints each distinct client address as soon as it meets it; webresolve
-submits them at once, so the look-ups, and their time-outs, are mostly over
-by the time the lines reach the window.
+file and a query has gone unanswered, a second process (on the other core)
+scans the rest of the file and prints each distinct client address as soon
+as it meets it; webresolve submits them at once, so the look-ups, and their
+time-outs, are mostly over by the time the lines reach the window. Without
+time-outs it is not started: the window hides round trips well enough, and
+the second scan would only compete for the CPU.
 
     python -m pentools.webresolve.scout ACCESS_LOG [OFFSET]
 
 prints normalized addresses, one per line, each once. It remembers at most
 `MAX_FIELDS` distinct first fields, so a log of junk cannot grow it. With an
-OFFSET the file is read as is from there: that is how standard input is
-scouted when it is a regular file (``webresolve < access_log``), as
-/dev/stdin reopened, from where webresolve starts reading it.
+OFFSET the file is read as is (not decompressed) from the first whole line
+there: that is how a log is scouted from where webresolve has got to, and
+standard input when it is a regular file (``webresolve < access_log``), as
+/dev/stdin reopened.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from pentools.core.accesslog import first_field_end, open_binary
 from pentools.core.addresses import normalize_ip
@@ -60,7 +64,10 @@ def _blocks_of_lines(path: str, offset: int | None) -> Iterator[list[str]]:
         stream = open_binary(path)  # .gz too, as the main process reads it
     else:
         stream = open(path, "rb")  # noqa: SIM115 - closed below
-        stream.seek(offset)
+        if offset > 0:
+            stream.seek(offset - 1)
+            if stream.read(1) != b"\n":
+                stream.readline()  # the rest of a line cut in two: its field is no address
     with stream:
         carry = b""
         while chunk := stream.read(READ_SIZE):
@@ -72,19 +79,39 @@ def _blocks_of_lines(path: str, offset: int | None) -> Iterator[list[str]]:
             yield [carry.decode("latin-1")]
 
 
-def scout_argv(path: str) -> list[str] | None:
-    """How to scout the log webresolve reads, or None if it cannot be read twice.
+@dataclass(frozen=True)
+class Source:
+    """Where to scout the log: a path, and the offset webresolve started reading it at.
 
-    A named regular file is scanned from its start; standard input if it is a
-    regular file, from where it stands now.
+    `start` is None for a compressed file, which is scanned from its beginning.
     """
+
+    path: str
+    start: int | None
+
+    def arguments(self, bytes_read: int) -> list[str]:
+        """The scout's arguments once webresolve has read `bytes_read` bytes."""
+        if self.start is None:
+            return [self.path]
+        return [self.path, str(self.start + bytes_read)]
+
+
+def scout_source(path: str) -> Source | None:
+    """How the log webresolve reads could be scouted, or None if it cannot be read twice."""
     if path != "-":
-        return [path] if os.path.isfile(path) else None
+        if not os.path.isfile(path):
+            return None
+        try:
+            with open(path, "rb") as stream:
+                compressed = stream.read(2) == b"\x1f\x8b" or path.endswith(".gz")
+        except OSError:
+            return None
+        return Source(path, None if compressed else 0)
     try:
         fd = sys.stdin.fileno()
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return ["/dev/stdin", str(os.lseek(fd, 0, os.SEEK_CUR))]
+        return Source("/dev/stdin", os.lseek(fd, 0, os.SEEK_CUR))
     except (OSError, ValueError):
         return None
 

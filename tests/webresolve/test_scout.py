@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,21 @@ def test_the_process_prints_addresses_and_only_files_are_scouted(tmp_path: Path)
         capture_output=True, env=tool_env(), check=True,
     )  # fmt: skip
     assert sorted(result.stdout.decode().split()) == sorted(scout.addresses_in(str(log)))
-    assert scout.scout_argv(str(log)) == [str(log)]
-    assert scout.scout_argv(str(tmp_path)) is None
+    assert scout.scout_source(str(log)) == scout.Source(str(log), 0)
+    assert scout.scout_source(str(tmp_path)) is None
+    packed = tmp_path / "access_log.gz"
+    packed.write_bytes(gzip.compress(LOG))
+    assert scout.scout_source(str(packed)) == scout.Source(str(packed), None)  # from the start
+    assert list(scout.addresses_in(str(packed))) == list(scout.addresses_in(str(log)))
+
+
+def test_from_an_offset_a_cut_line_is_skipped(tmp_path: Path) -> None:
+    log = tmp_path / "access_log"
+    log.write_bytes(b"12.3.4.5 - - one\n198.51.100.7 - - two\n")
+    assert list(scout.addresses_in(str(log), 1)) == ["198.51.100.7"]  # not 2.3.4.5
+    assert list(scout.addresses_in(str(log), 17)) == ["198.51.100.7"]  # a whole line
+    assert scout.Source(str(log), 0).arguments(17) == [str(log), "17"]
+    assert scout.Source(str(log), None).arguments(17) == [str(log)]
 
 
 def test_standard_input_is_scouted_from_where_it_stands(tmp_path: Path) -> None:
@@ -56,13 +70,13 @@ def test_standard_input_is_scouted_from_where_it_stands(tmp_path: Path) -> None:
     log.write_bytes(LOG)
     code = (
         "import sys; sys.stdin.buffer.raw.read(20); "  # as if the first line were read already
-        "from pentools.webresolve import scout; print(scout.scout_argv('-'))"
+        "from pentools.webresolve import scout; print(scout.scout_source('-'))"
     )
     with open(log, "rb") as stdin:
         result = subprocess.run(
             [sys.executable, "-c", code], stdin=stdin, capture_output=True, env=tool_env()
         )
-    assert result.stdout.decode().strip() == "['/dev/stdin', '20']"
+    assert result.stdout.decode().strip() == "Source(path='/dev/stdin', start=20)"
     assert "192.0.2.1" in scout.addresses_in(str(log), 0)
     rest = list(scout.addresses_in(str(log), 20))
     assert "192.0.2.1" in rest  # from the mapped and the last-but-one lines
