@@ -33,7 +33,8 @@ def resolver_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(1, 20000),
             default=500,
             show_default=True,
-            help="Look-ups in flight at once.",
+            help="Look-ups in flight at most; below this the window adapts to what "
+            "the server answers without dropping.",
         ),
         click.option(
             "--nameserver",
@@ -49,7 +50,8 @@ def resolver_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(0.01, 60),
             default=2.0,
             show_default=True,
-            help="Seconds to wait for each attempt.",
+            help="Seconds to wait for an answer at most; attempts before the last "
+            "are retried sooner, after a few measured round trips.",
         ),
         click.option(
             "-r",
@@ -87,6 +89,13 @@ def resolver_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Lines held back at most while their look-ups run.",
         ),
         click.option(
+            "--read-ahead/--no-read-ahead",
+            default=True,
+            show_default=True,
+            help="Scan a log file ahead (in a second process) so that look-ups, and "
+            "their time-outs, start before the lines are due. Not for stdin.",
+        ),
+        click.option(
             "--progress/--no-progress",
             default=None,
             help="Progress bar on stderr (default: when stderr is a terminal).",
@@ -112,6 +121,7 @@ def run(input_path: str, **options: Any) -> None:
             input_path=input_path,
             cache_path=options["cache_path"],
             window=options["window"],
+            read_ahead=options["read_ahead"],
             progress=sys.stderr.isatty() if options["progress"] is None else options["progress"],
         )
         output = text_writer(sys.stdout.buffer)

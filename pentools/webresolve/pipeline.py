@@ -24,11 +24,15 @@ from pentools.core.errors import InputFileError
 from pentools.webresolve.cache import CacheFile
 from pentools.webresolve.hostnames import is_valid_host_name
 from pentools.webresolve.resolver import Answer, Resolver, ResolverConfig, Status
+from pentools.webresolve.scout import Scout, Source, scout_source
 
 READ_SIZE = 256 * 1024
 #: Blocks of input queued ahead of the main thread (each up to READ_SIZE bytes).
 QUEUED_BLOCKS = 8
 PROGRESS_INTERVAL = 0.25
+#: Addresses found by reading ahead are passed on while fewer look-ups than
+#: this are waiting: the look-ups of a huge log are not all queued at once.
+READ_AHEAD_PENDING = 10_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class WebresolveConfig:
     cache_path: str | None = None
     window: int = 100_000  # lines held back at most while their look-ups run
     progress: bool = False
+    read_ahead: bool = True  # scan a regular file ahead for addresses (`scout`)
 
 
 @dataclass
@@ -54,7 +59,11 @@ class Stats:
     cache_file_hits: int = 0  # addresses answered from the cache file
     cache_file_skipped: int = 0
     queries_sent: int = 0
+    largest_window: int = 0  # look-ups in flight at most
+    window_halvings: int = 0  # answers missing in a burst: the server was dropping
+    attempts_refunded: int = 0  # attempts lost in such a burst, not counted as retries
     receive_buffer: int = 0
+    read_ahead_from: int | None = None  # byte offset where the scout started
     seconds: float = 0.0
 
     @property
@@ -81,7 +90,14 @@ class Stats:
             ("Cache file hits", self.cache_file_hits),
             ("Cache file lines skipped", self.cache_file_skipped),
             ("DNS queries sent", self.queries_sent),
+            ("Largest window in flight", self.largest_window),
+            ("Window halvings", self.window_halvings),
+            ("Attempts lost to congestion", self.attempts_refunded),
             ("Socket receive buffer", self.receive_buffer),
+            (
+                "Read ahead from byte",
+                "no" if self.read_ahead_from is None else self.read_ahead_from,
+            ),
         ]
         width = max(len(label) for label, _ in rows)
         text = "".join(f"{label:<{width}} : {value}\n" for label, value in rows)
@@ -89,14 +105,30 @@ class Stats:
 
 
 class _Entry:
-    """One distinct first field: its address and, once known, the name to write."""
+    """One distinct address: the first fields that spell it and, once known, its name."""
 
-    __slots__ = ("address", "done", "name")
+    __slots__ = ("address", "done", "fields", "name", "seen")
 
     def __init__(self, address: str) -> None:
         self.address = address
         self.name: str | None = None
         self.done = False
+        self.seen = False  # in a line yet (else only found by reading ahead)
+        self.fields: list[str] = []  # until done; then the fields are in `_output`
+
+
+class _Block:
+    """Whole lines read together, held until the address of each of them is answered."""
+
+    __slots__ = ("fields", "lines", "newline_at_end", "pending")
+
+    def __init__(
+        self, lines: list[str], fields: list[str], pending: set[str], newline_at_end: bool
+    ) -> None:
+        self.lines = lines
+        self.fields = fields  # the first field of each line
+        self.pending = pending  # first fields still waiting for an answer
+        self.newline_at_end = newline_at_end  # false only for a last line without one
 
 
 class _Reader(threading.Thread):
@@ -155,8 +187,14 @@ class LogResolver:
         self.confirm = config.resolver.confirm
         self._by_field: dict[str, _Entry] = {}
         self._by_address: dict[str, _Entry] = {}
-        self._window: deque[tuple[str, int, _Entry | None]] = deque()
-        self._missing_newline = False  # the last line of the input had no newline
+        # What to write for each first field that is an answered address: the
+        # name, or the field as it was; `_named` holds those given a name.
+        self._output: dict[str, str] = {}
+        self._named: set[str] = set()
+        self._window: deque[_Block] = deque()
+        self._window_lines = 0
+        self._first_seen = 0  # addresses met in a line for the first time
+        self._scout: Scout | None = None
         self._cache = CacheFile(config.cache_path) if config.cache_path else None
         self._resolver: Resolver | None = None
         self._last_progress = 0.0
@@ -169,13 +207,20 @@ class LogResolver:
             self.stats.cache_file_skipped = self._cache.skipped
         self._resolver = resolver = Resolver(self.config.resolver)
         self.stats.receive_buffer = resolver.receive_buffer
-        reader = _Reader(self.config.input_path)
+        path = self.config.input_path
+        source = scout_source(path) if self.config.read_ahead else None
+        reader = _Reader(path)
         reader.start()
         try:
-            self._loop(resolver, reader)
+            self._loop(resolver, reader, source)
         finally:
+            if self._scout is not None:
+                self._scout.stop()
             resolver.close()
             self.stats.queries_sent = resolver.queries_sent
+            self.stats.largest_window = resolver.control.largest
+            self.stats.window_halvings = resolver.control.cuts
+            self.stats.attempts_refunded = resolver.attempts_refunded
             if self.config.progress:
                 sys.stderr.write("\n")
         if self._cache is not None:
@@ -183,11 +228,20 @@ class LogResolver:
         self.stats.seconds = time.monotonic() - started
         return self.stats
 
-    def _loop(self, resolver: Resolver, reader: _Reader) -> None:
+    def _loop(self, resolver: Resolver, reader: _Reader, source: Source | None) -> None:
         eof = False
         while not eof or self._window:
+            scout = self._scout
+            if scout is None and source is not None and resolver.attempts_timed_out and not eof:
+                # A query went unanswered: more may follow, so read ahead from here.
+                arguments = source.arguments(reader.bytes_read)
+                scout = self._scout = Scout(arguments)
+                self.stats.read_ahead_from = int(arguments[1]) if len(arguments) > 1 else 0
+            if scout is not None and resolver.pending < READ_AHEAD_PENDING:
+                for address in scout.take():
+                    self._look_up(address)
             got_input = False
-            if not eof and len(self._window) < self.config.window:
+            if not eof and self._window_lines < self.config.window:
                 if not resolver.pending:
                     self.output.flush()  # a live pipe: show what is ready before waiting
                 try:
@@ -202,7 +256,7 @@ class LogResolver:
                     got_input = True
                     self._take(block)
             if resolver.pending:
-                waiting_on_dns = eof or len(self._window) >= self.config.window
+                waiting_on_dns = eof or self._window_lines >= self.config.window
                 timeout = 1.0 if waiting_on_dns else 0.0 if got_input else 0.01
                 self._apply(resolver.poll(timeout))
             self._flush()
@@ -210,26 +264,35 @@ class LogResolver:
                 self._show_progress(reader, resolver)
         self.output.flush()
 
-    def _take(self, block: str) -> None:
-        """Queue the lines of one block (whole lines, or the newline-less last one)."""
-        lines = block.split("\n")
-        if lines[-1]:
-            self._missing_newline = True
-        else:
+    def _take(self, text: str) -> None:
+        """Queue one block of whole lines (or the newline-less last line).
+
+        Per line only the first field is cut out; the rest is done per
+        distinct field with set operations, which is what makes a million
+        lines cheap.
+        """
+        lines = text.split("\n")
+        newline_at_end = not lines[-1]
+        if newline_at_end:
             lines.pop()
+        fields = [line[: first_field_end(line)] for line in lines]
+        distinct = set(fields)
+        new = distinct.difference(self._by_field)
+        addressed = len(lines)  # lines whose first field is an address
+        first_seen = self._first_seen
+        junk: list[str] = []
+        for first in new:
+            if self._new_field(first) is None:
+                junk.append(first)
+                addressed -= self._count_unresolvable(first, lines, fields)
         stats = self.stats
-        by_field = self._by_field
-        window = self._window
-        for line in lines:
-            end = first_field_end(line)
-            first = line[:end]
-            entry = by_field.get(first)
-            if entry is not None:
-                stats.cache_hits += 1
-            else:
-                entry = self._new_field(first)
-            window.append((line, end, entry))
         stats.lines += len(lines)
+        # Every line with an address is a cache hit but the first of each address.
+        stats.cache_hits += addressed - (self._first_seen - first_seen)
+        pending = distinct.difference(self._output)
+        pending.difference_update(junk)
+        self._window.append(_Block(lines, fields, pending, newline_at_end))
+        self._window_lines += len(lines)
 
     def _new_field(self, first: str) -> _Entry | None:
         """The entry of a first field seen for the first time (None: not an address).
@@ -239,22 +302,40 @@ class LogResolver:
         address = normalize_ip(first)
         if address is None:
             return None
-        if address in self._by_address:
-            entry = self._by_address[address]
-            self.stats.cache_hits += 1
-        else:
-            entry = self._by_address[address] = _Entry(address)
-            cached = (
-                self._cache.get(address, time.time(), confirm=self.confirm) if self._cache else None
-            )
-            if cached is not None:
-                self.stats.cache_file_hits += 1
-                self._answered(entry, cached, from_file=True)
-            else:
-                assert self._resolver is not None
-                self._resolver.submit(address)
+        entry = self._look_up(address)
+        if not entry.seen:
+            entry.seen = True
+            self._first_seen += 1
         self._by_field[first] = entry
+        if entry.done:
+            self._write_as(first, entry.name)
+        else:
+            entry.fields.append(first)
         return entry
+
+    def _look_up(self, address: str) -> _Entry:
+        """The entry of a normalized address; a new one is asked of the cache file or the DNS."""
+        entry = self._by_address.get(address)
+        if entry is not None:
+            return entry
+        entry = self._by_address[address] = _Entry(address)
+        cached = (
+            self._cache.get(address, time.time(), confirm=self.confirm) if self._cache else None
+        )
+        if cached is not None:
+            self.stats.cache_file_hits += 1
+            self._answered(entry, cached, from_file=True)
+        else:
+            assert self._resolver is not None
+            self._resolver.submit(address)
+        return entry
+
+    def _write_as(self, first: str, name: str | None) -> None:
+        if name is None:
+            self._output[first] = first
+        else:
+            self._output[first] = name
+            self._named.add(first)
 
     def _apply(self, answers: list[tuple[str, Answer]]) -> None:
         for address, answer in answers:
@@ -263,40 +344,47 @@ class LogResolver:
     def _answered(self, entry: _Entry, answer: Answer, *, from_file: bool) -> None:
         entry.name = answer.host_name(confirm=self.confirm)
         entry.done = True
+        for first in entry.fields:
+            self._write_as(first, entry.name)
+        entry.fields = []
         self.stats.outcomes[answer.status] += 1
         if self._cache is not None and not from_file:
             self._cache.put(entry.address, answer, time.time())
 
     def _flush(self) -> None:
-        """Write the lines at the head of the window whose answer is known."""
+        """Write the blocks at the head of the window whose every answer is known."""
         window = self._window
-        out: list[str] = []
-        resolved = 0
+        output = self._output
         while window:
-            line, end, entry = window[0]
-            if entry is None:
-                self._count_unresolvable(line, end)
-                out.append(line)
-            elif not entry.done:
-                break
-            elif entry.name is None:
-                out.append(line)
-            else:
-                out.append(entry.name + line[end:])
-                resolved += 1
+            block = window[0]
+            if block.pending:
+                block.pending = {first for first in block.pending if first not in output}
+                if block.pending:
+                    return
+            get = output.get
+            pairs = zip(block.fields, block.lines, strict=True)
+            text = "\n".join([get(first, first) + line[len(first) :] for first, line in pairs])
+            self.output.write(text + "\n" if block.newline_at_end else text)
+            self.stats.lines_resolved += sum(map(self._named.__contains__, block.fields))
             window.popleft()
-        if out:
-            self.stats.lines_resolved += resolved
-            ending = "" if self._missing_newline and not window else "\n"
-            self.output.write("\n".join(out) + ending)
+            self._window_lines -= len(block.lines)
 
-    def _count_unresolvable(self, line: str, end: int) -> None:
-        if not line.rstrip("\r"):
-            self.stats.empty_lines += 1
-        elif is_valid_host_name(line[:end]):
-            self.stats.names_already += 1
-        else:
-            self.stats.bad_lines += 1
+    def _count_unresolvable(self, first: str, lines: list[str], fields: list[str]) -> int:
+        """Count the lines of a block starting with `first`, not an address; return how many."""
+        stats = self.stats
+        if first:
+            count = fields.count(first)
+            if is_valid_host_name(first):
+                stats.names_already += count
+            else:
+                stats.bad_lines += count
+            return count
+        # An empty field: an empty line, or one that starts with a space.
+        blank = [line for field, line in zip(fields, lines, strict=True) if not field]
+        empty = sum(1 for line in blank if not line.rstrip("\r"))
+        stats.empty_lines += empty
+        stats.bad_lines += len(blank) - empty
+        return len(blank)
 
     def _show_progress(self, reader: _Reader, resolver: Resolver) -> None:
         now = time.monotonic()

@@ -5,8 +5,11 @@ bookkeeping (one socket, one task and one timer per query); here queries are
 built with ``dns.message.make_query``, sent on a few non-blocking sockets
 (each with a large receive buffer, since the answers to hundreds of queries
 arrive in bursts), and answers are matched back by query id and question.
-Each attempt has a time-out; a failed attempt is retried on the next name
-server. With ``confirm`` the name found is looked up forward (A or AAAA) and
+`InFlightControl` decides how many look-ups are in flight (a window that
+adapts to what the server answers without dropping) and when an unanswered
+attempt is retried (after a few measured round trips; the last attempt waits
+the user's whole time-out). A retry goes to the next name server; earlier
+attempts stay answerable. With ``confirm`` the name found is looked up forward (A or AAAA) and
 kept only if it leads back to the same address.
 
 `Resolver` is driven from outside: `submit` addresses, then `poll` for
@@ -17,29 +20,33 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import heapq
+import itertools
 import os
 import random
 import selectors
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dns.exception
-import dns.flags
 import dns.message
-import dns.name
 import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
-import dns.reversename
 
 from pentools.core.addresses import HostPort, normalize_ip, parse_host_port
 from pentools.core.errors import AddressError
+from pentools.webresolve import wire
+from pentools.webresolve.flow import InFlightControl
 from pentools.webresolve.hostnames import host_name_from_labels
+
+#: Attempts lost in a burst of drops (`InFlightControl.timed_out`) that are
+#: not counted against ``--retries``; bounded, so that an address that is
+#: never answered is not asked forever while the server is busy.
+MAX_ATTEMPTS_REFUNDED = 8
 
 #: What the kernel is asked for per socket; it grants up to net.core.rmem_max
 #: (4 MiB here) unless we are root, when SO_RCVBUFFORCE goes beyond.
@@ -110,7 +117,10 @@ def parse_nameserver(text: str) -> HostPort:
 class _Lookup:
     """One address on its way: the PTR query, then perhaps the forward one."""
 
-    __slots__ = ("address", "attempts", "name", "qname", "rdtype", "server", "ttl", "wire")
+    __slots__ = (
+        "address", "attempts", "current", "forward", "live", "name", "question", "refunded",
+        "retry_queued", "server", "ttl",
+    )  # fmt: skip
 
     def __init__(self, address: str, server: int) -> None:
         self.address = address
@@ -118,21 +128,27 @@ class _Lookup:
         self.name: str | None = None
         self.ttl = 0
         self.attempts = 0
-        self.qname = dns.reversename.from_address(address)
-        self.rdtype = dns.rdatatype.PTR
-        self.wire = dns.message.make_query(self.qname, self.rdtype).to_wire()
+        self.refunded = 0  # attempts lost to congestion and not counted
+        # Every attempt of the current query stays answerable until one is
+        # answered: a slow answer to the first is as good as one to the last.
+        self.live: list[_Sent] = []
+        self.current: _Sent | None = None  # the latest attempt, whose time-out counts
+        self.retry_queued = False  # timed out, waiting for room in the window to retry
+        self.question = wire.reverse_question(address)  # wire format, lower case
+        self.forward = False  # asking A/AAAA of the name found (--confirm)
 
 
 class _Sent:
     """One attempt of a query on one socket."""
 
-    __slots__ = ("channel", "deadline", "lookup", "query_id")
+    __slots__ = ("channel", "deadline", "lookup", "query_id", "sent_at")
 
-    def __init__(self, lookup: _Lookup, channel: _Channel, query_id: int, deadline: float) -> None:
+    def __init__(self, lookup: _Lookup, channel: _Channel, query_id: int, sent_at: float) -> None:
         self.lookup = lookup
         self.channel = channel
         self.query_id = query_id
-        self.deadline = deadline
+        self.sent_at = sent_at
+        self.deadline = sent_at
 
 
 class _Channel:
@@ -178,11 +194,20 @@ class Resolver:
                 self._selector.register(channel.socket, selectors.EVENT_READ, channel)
             self._channels.append(channels)
         self._waiting: deque[_Lookup] = deque()
-        self._sent: deque[_Sent] = deque()  # in sending order, hence in deadline order
+        # Look-ups whose attempt timed out: they wait for room in the window
+        # like new ones (ahead of them), or a flooded server gets flooded again.
+        self._retries: deque[_Lookup] = deque()
+        self._retries_queued = 0
+        # (deadline, tie-breaker, attempt): attempts wait for different times.
+        self._deadlines: list[tuple[float, int, _Sent]] = []
+        self._order = itertools.count()
+        self.control = InFlightControl(config.concurrency, config.timeout)
         self._in_flight = 0
         self._next_server = 0
         self._finished: list[tuple[str, Answer]] = []
         self.queries_sent = 0
+        self.attempts_refunded = 0
+        self.attempts_timed_out = 0
 
     @property
     def receive_buffer(self) -> int:
@@ -192,7 +217,7 @@ class Resolver:
     @property
     def pending(self) -> int:
         """Addresses submitted and not yet answered."""
-        return len(self._waiting) + self._in_flight
+        return len(self._waiting) + self._retries_queued + self._in_flight
 
     def submit(self, address: str) -> None:
         """Queue the PTR look-up of one normalized IP address."""
@@ -204,8 +229,8 @@ class Resolver:
         """Send what concurrency allows, wait up to `timeout` for answers, return finished ones."""
         self._send_waiting()
         now = time.monotonic()
-        if self._sent:
-            timeout = min(timeout, max(0.0, self._sent[0].deadline - now))
+        if self._deadlines:
+            timeout = min(timeout, max(0.0, self._deadlines[0][0] - now))
         if self._in_flight:
             for key, _ in self._selector.select(timeout):
                 self._receive(key.data)
@@ -224,26 +249,60 @@ class Resolver:
     # Sending and receiving.
 
     def _send_waiting(self) -> None:
-        while self._waiting and self._in_flight < self.config.concurrency:
+        window = self.control.window
+        while self._retries and self._in_flight < window:
+            lookup = self._retries.popleft()
+            if lookup.retry_queued:  # else answered late while it waited
+                lookup.retry_queued = False
+                self._retries_queued -= 1
+                self._in_flight += 1
+                self._send(lookup)
+        while self._waiting and self._in_flight < window:
             lookup = self._waiting.popleft()
             self._in_flight += 1
             self._send(lookup)
 
     def _send(self, lookup: _Lookup) -> None:
-        """Send the next attempt of a query (one in-flight slot is already counted)."""
+        """Send the next attempt of a query (one in-flight slot is already counted).
+
+        Attempts but the last wait the retry time-out measured from round
+        trips (doubling with each attempt, as a lost query may mean a server
+        still busy); the last waits the user's whole time-out, so a server
+        that is merely slow for one name still gets that long to answer.
+        """
         server = (lookup.server + lookup.attempts) % len(self._channels)
         lookup.attempts += 1
         channel = self._random.choice(self._channels[server])
         query_id = self._random.getrandbits(16)
         while query_id in channel.in_flight:
             query_id = self._random.getrandbits(16)
-        sent = _Sent(lookup, channel, query_id, time.monotonic() + self.config.timeout)
+        now = time.monotonic()
+        sent = _Sent(lookup, channel, query_id, now)
         channel.in_flight[query_id] = sent
-        self._sent.append(sent)
+        lookup.live.append(sent)
+        lookup.current = sent
+        self._schedule(sent)
         self.queries_sent += 1
         # A full buffer or a pending ICMP error: the attempt times out and is retried.
         with contextlib.suppress(OSError):
-            channel.socket.send(struct.pack("!H", query_id) + lookup.wire[2:])
+            channel.socket.send(wire.query(query_id, lookup.question))
+
+    def _schedule(self, sent: _Sent) -> None:
+        """Set (or bring forward) when an attempt times out."""
+        lookup = sent.lookup
+        wait = self.config.timeout
+        if lookup.attempts <= self.config.retries:
+            wait = min(wait, self.control.retry_timeout * 2 ** (lookup.attempts - 1))
+        sent.deadline = sent.sent_at + wait
+        heapq.heappush(self._deadlines, (sent.deadline, next(self._order), sent))
+
+    def _reschedule_all(self) -> None:
+        """After the first round trip measured: attempts sent before it wait that much less."""
+        for channels in self._channels:
+            for channel in channels:
+                for sent in channel.in_flight.values():
+                    if sent.lookup.current is sent:
+                        self._schedule(sent)
 
     def _receive(self, channel: _Channel) -> None:
         while True:
@@ -258,38 +317,69 @@ class Resolver:
             sent = channel.in_flight.get(int.from_bytes(data[:2], "big"))
             if sent is None:
                 continue  # late answer to an attempt already retried, or a stray datagram
-            try:
-                message = dns.message.from_wire(data)
-            except dns.exception.DNSException:
+            lookup = sent.lookup
+            if not wire.answers_question(data, lookup.question):
+                continue  # not an answer to our question: spoofed, or a stray
+            reply: wire.Reply | dns.message.Message | None
+            if lookup.forward:
+                reply = _forward_reply(data)
+            else:
+                reply = wire.read_reply(data, lookup.question)
+            if reply is None:
                 continue  # a malformed answer: let the attempt time out
-            if not self._is_answer_to(message, sent.lookup):
-                continue
-            del channel.in_flight[sent.query_id]
-            self._answered(sent.lookup, message)
+            if lookup.retry_queued:  # an earlier attempt answered after all: back in flight
+                lookup.retry_queued = False
+                self._retries_queued -= 1
+                self._in_flight += 1
+            first_round_trip = self.control.smoothed_rtt is None
+            self.control.answered(time.monotonic() - sent.sent_at, self._in_flight)
+            if first_round_trip:
+                self._reschedule_all()
+            self._forget(lookup)
+            if isinstance(reply, wire.Reply):
+                self._answered_ptr(lookup, reply)
+            else:
+                self._answered_forward(lookup, reply)
 
     @staticmethod
-    def _is_answer_to(message: dns.message.Message, lookup: _Lookup) -> bool:
-        if not message.flags & dns.flags.QR or len(message.question) != 1:
-            return False
-        question = message.question[0]
-        return (
-            question.name == lookup.qname
-            and question.rdtype == lookup.rdtype
-            and question.rdclass == dns.rdataclass.IN
-        )
+    def _forget(lookup: _Lookup) -> None:
+        """Stop accepting answers to any attempt of the lookup's current query."""
+        for sent in lookup.live:
+            del sent.channel.in_flight[sent.query_id]
+        lookup.live.clear()
+        lookup.current = None
 
     def _expire(self, now: float) -> None:
-        while self._sent and self._sent[0].deadline <= now:
-            sent = self._sent.popleft()
-            if sent.channel.in_flight.get(sent.query_id) is not sent:
-                continue  # answered in time
-            del sent.channel.in_flight[sent.query_id]
-            self._retry_or_finish(sent.lookup, Status.TIMEOUT)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, sent = heapq.heappop(deadlines)
+            lookup = sent.lookup
+            if lookup.current is not sent or deadline != sent.deadline:
+                continue  # answered, superseded by a later attempt, or rescheduled
+            self.attempts_timed_out += 1
+            if (
+                self.control.timed_out(sent.sent_at, now)
+                and lookup.refunded < MAX_ATTEMPTS_REFUNDED
+            ):
+                lookup.attempts -= 1  # we flooded the server: not the address's fault
+                lookup.refunded += 1
+                self.attempts_refunded += 1
+            if lookup.attempts <= self.config.retries:
+                lookup.current = None
+                lookup.retry_queued = True
+                self._retries_queued += 1
+                self._in_flight -= 1
+                self._retries.append(lookup)
+            else:
+                self._forget(lookup)
+                self._finish(lookup, Answer(Status.TIMEOUT, None, 0))
 
     def _retry_or_finish(self, lookup: _Lookup, status: Status) -> None:
+        """Try again if attempts are left (keeping earlier ones answerable), else give up."""
         if lookup.attempts <= self.config.retries:
             self._send(lookup)
         else:
+            self._forget(lookup)
             self._finish(lookup, Answer(status, None, 0))
 
     def _finish(self, lookup: _Lookup, answer: Answer) -> None:
@@ -298,7 +388,32 @@ class Resolver:
 
     # What the answers mean.
 
-    def _answered(self, lookup: _Lookup, message: dns.message.Message) -> None:
+    def _answered_ptr(self, lookup: _Lookup, reply: wire.Reply) -> None:
+        if reply.rcode not in (wire.NOERROR, wire.NXDOMAIN):
+            self._retry_or_finish(lookup, Status.FAILED)
+            return
+        if not reply.targets:
+            self._finish(lookup, Answer(Status.NOT_FOUND, None, reply.ttl))
+            return
+        names = (host_name_from_labels(labels) for labels in reply.targets)
+        name = next((name for name in names if name is not None), None)
+        if name is None:
+            self._finish(lookup, Answer(Status.INVALID, None, reply.ttl))
+        elif not self.config.confirm:
+            self._finish(lookup, Answer(Status.RESOLVED, name, reply.ttl))
+        else:
+            self._ask_forward(lookup, name, reply.ttl)
+
+    def _ask_forward(self, lookup: _Lookup, name: str, ttl: int) -> None:
+        lookup.name = name
+        lookup.ttl = ttl
+        lookup.attempts = 0  # the PTR attempts are forgotten: a new query, new attempts
+        rdtype = dns.rdatatype.AAAA if ":" in lookup.address else dns.rdatatype.A
+        lookup.question = dns.message.make_query(name, rdtype).to_wire()[12:].lower()
+        lookup.forward = True
+        self._send(lookup)
+
+    def _answered_forward(self, lookup: _Lookup, message: dns.message.Message) -> None:
         rcode = message.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             self._retry_or_finish(lookup, Status.FAILED)
@@ -308,39 +423,18 @@ class Resolver:
         except dns.exception.DNSException:
             self._retry_or_finish(lookup, Status.FAILED)
             return
-        if lookup.rdtype == dns.rdatatype.PTR:
-            self._answered_ptr(lookup, chain)
-        else:
-            self._answered_forward(lookup, chain)
-
-    def _answered_ptr(self, lookup: _Lookup, chain: dns.message.ChainingResult) -> None:
-        ttl = int(chain.minimum_ttl)
-        if chain.answer is None:
-            self._finish(lookup, Answer(Status.NOT_FOUND, None, ttl))
-            return
-        names = (host_name_from_labels(rdata.target.labels) for rdata in chain.answer)
-        name = next((name for name in names if name is not None), None)
-        if name is None:
-            self._finish(lookup, Answer(Status.INVALID, None, ttl))
-        elif not self.config.confirm:
-            self._finish(lookup, Answer(Status.RESOLVED, name, ttl))
-        else:
-            self._ask_forward(lookup, name, ttl)
-
-    def _ask_forward(self, lookup: _Lookup, name: str, ttl: int) -> None:
-        lookup.name = name
-        lookup.ttl = ttl
-        lookup.attempts = 0
-        lookup.qname = dns.name.from_text(name)
-        lookup.rdtype = dns.rdatatype.AAAA if ":" in lookup.address else dns.rdatatype.A
-        lookup.wire = dns.message.make_query(lookup.qname, lookup.rdtype).to_wire()
-        self._send(lookup)
-
-    def _answered_forward(self, lookup: _Lookup, chain: dns.message.ChainingResult) -> None:
         ttl = min(lookup.ttl, int(chain.minimum_ttl))
         addresses = {normalize_ip(rdata.address) for rdata in chain.answer or ()}
         status = Status.CONFIRMED if lookup.address in addresses else Status.MISMATCH
         self._finish(lookup, Answer(status, lookup.name, ttl))
+
+
+def _forward_reply(data: bytes) -> dns.message.Message | None:
+    """The answer to a forward (A/AAAA) query, parsed by dnspython; None if malformed."""
+    try:
+        return dns.message.from_wire(data)
+    except dns.exception.DNSException:
+        return None
 
 
 def resolve_all(config: ResolverConfig, addresses: Sequence[str]) -> dict[str, Answer]:

@@ -63,12 +63,18 @@ def wait_for_dns(host: str, port: int, address: str) -> None:
     raise RuntimeError(f"DNS server on {host}:{port} never answered")
 
 
-def start_dnsmasq(processes: Processes, directory: Path, host: str = DNSMASQ_ADDRESS) -> DnsServer:
+def start_dnsmasq(
+    processes: Processes,
+    directory: Path,
+    host: str = DNSMASQ_ADDRESS,
+    hosts: dict[str, str] | None = None,
+) -> DnsServer:
     """dnsmasq in the foreground on its own loopback address and port."""
     program = require_program("dnsmasq")
     port = free_port(host, socket.SOCK_DGRAM)
+    hosts = HOSTS if hosts is None else hosts
     hosts_file = directory / "hosts"
-    hosts_file.write_text("".join(f"{addr} {name}\n" for addr, name in HOSTS.items()))
+    hosts_file.write_text("".join(f"{addr} {name}\n" for addr, name in hosts.items()))
     argv = [
         program,
         "--keep-in-foreground",
@@ -90,7 +96,7 @@ def start_dnsmasq(processes: Processes, directory: Path, host: str = DNSMASQ_ADD
         for addr, name in PTR_ONLY.items()
     ]
     processes.start(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_dns(host, port, next(iter(HOSTS)))
+    wait_for_dns(host, port, next(iter(hosts)))
     return DnsServer(host, port)
 
 

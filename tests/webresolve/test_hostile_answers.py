@@ -115,3 +115,30 @@ def test_no_answer_can_inject_text_into_the_log(
     assert "  refused as invalid        : 6" in report
     assert "  timed out                 : 1" in report
     assert "  server failure            : 1" in report
+
+
+def test_after_a_time_out_a_file_is_read_ahead(
+    hostile: Callable[[dict[str, Behaviour]], HostileResponder], tmp_path: Path
+) -> None:
+    """An unanswered query starts the scout; the output is the same as without it."""
+    silent: Behaviour = lambda query: None  # noqa: E731
+    behaviours = {"10.66.1.1": silent, "10.66.1.2": silent, "10.66.1.3": named(b"good", b"example")}
+    responder = hostile(behaviours)
+    padding = "x" * 2000  # 10 MB: far more than the look-ahead window of 1,000 lines
+    fields = ["10.66.1.1"] + ["10.66.1.3"] * 4000 + ["10.66.1.2"] + ["10.66.1.3"] * 999
+    log = tmp_path / "access_log"
+    log.write_text("".join(f"{field} - - {padding}\n" for field in fields))
+    stats = tmp_path / "stats"
+    result = run_tool(
+        "webresolve.splitwr", "--nameserver", responder.nameserver, "-t", "0.5", "-r", "1",
+        "-w", "1000", "-s", str(stats), str(log),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = {"10.66.1.3": "good.example"}
+    assert result.stdout.decode() == "".join(
+        f"{names.get(field, field)} - - {padding}\n" for field in fields
+    )
+    report = stats.read_text()
+    assert "  timed out                 : 2\n" in report
+    assert "Read ahead from byte        : no" not in report
+    assert int(report.split("Read ahead from byte        : ")[1].split()[0]) > 0

@@ -76,8 +76,14 @@ def test_splitwr_gives_the_same_output_from_a_file(dnsmasq: DnsServer, tmp_path:
     log.write_bytes(log_bytes(fields))
     split = run_tool("webresolve.splitwr", "--nameserver", dnsmasq.nameserver, str(log))
     piped = webresolve(dnsmasq, log.read_bytes())
+    with open(log, "rb") as stdin:  # a file on stdin: read ahead too
+        redirected = run_tool("webresolve", "--nameserver", dnsmasq.nameserver, stdin=stdin)
+    no_read_ahead = run_tool(
+        "webresolve.splitwr", "--nameserver", dnsmasq.nameserver, "--no-read-ahead", str(log)
+    )
     assert split.returncode == 0, split.stderr
     assert split.stdout == piped.stdout == expected_bytes(fields, HOSTS)
+    assert redirected.stdout == no_read_ahead.stdout == split.stdout
 
 
 def test_confirm_keeps_only_names_that_lead_back(dnsmasq: DnsServer, tmp_path: Path) -> None:
