@@ -328,10 +328,12 @@ class LogFormat:
             self._port_group = fast.groupindex.get("port")
             self._full_match = False
             return
+        text = self.text
+        assert text is not None  # no format given is the fast path above
         try:
-            group_defs, pattern = format2regex(self.text)
+            group_defs, pattern = format2regex(text)
         except ApachelogsError as exc:
-            raise LogFormatError(self.text, str(exc)) from None
+            raise LogFormatError(text, str(exc)) from None
         self._regex = re.compile(pattern)
         self._full_match = True
         client_group = None
@@ -347,9 +349,9 @@ class LogFormat:
             elif isinstance(name, tuple) and name[0] == "request_time_fields":
                 self._time_groups.append((index, name[1], converter))
         if client_group is None:
-            raise LogFormatError(self.text, "it has no client address field (%h or %a)")
+            raise LogFormatError(text, "it has no client address field (%h or %a)")
         self._client_group = client_group
-        if [key for _, key, _ in self._time_groups] == ["timestamp"] and self.text.count("%t") == 1:
+        if [key for _, key, _ in self._time_groups] == ["timestamp"] and text.count("%t") == 1:
             self._plain_time_group = self._time_groups[0][0]
 
     @property
