@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import heapq
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -146,16 +146,20 @@ class ClockOffset:
     def __init__(self, slack: float, max_samples: int = 512) -> None:
         self.slack = slack
         self._samples: deque[float] = deque(maxlen=max_samples)
+        self._ordered: list[float] = []  # the same samples, sorted: quantiles at no cost
         self._dirty = 0
         self.median = 0.0
         self.band: tuple[float, float] | None = None
 
     def add(self, difference: float) -> None:
-        self._samples.append(difference)
+        samples, ordered = self._samples, self._ordered
+        if len(samples) == samples.maxlen:
+            del ordered[bisect_left(ordered, samples[0])]
+        samples.append(difference)
+        insort(ordered, difference)
         self._dirty += 1
-        count = len(self._samples)
+        count = len(ordered)
         if count >= self.MIN_SAMPLES and (self.band is None or self._dirty >= 32):
-            ordered = sorted(self._samples)
             self.median = ordered[count // 2]
             low = ordered[int(count * 0.01)]
             high = ordered[min(count - 1, int(count * 0.99))]

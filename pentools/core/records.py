@@ -14,6 +14,7 @@ write it; they simply fail to match such records, which is why it is opt-in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pentools.core.addresses import normalize_ip
 from pentools.core.errors import RecordError
@@ -69,15 +70,24 @@ class BalancerRecord:
 
 
 def _parse_server_field(field: str, line: str) -> tuple[str, int | None]:
+    parsed = _server_field(field)
+    if isinstance(parsed, str):
+        raise _bad(line, parsed)
+    return parsed
+
+
+@lru_cache(maxsize=4096)  # a farm has a few servers (and ports, with extended records)
+def _server_field(field: str) -> tuple[str, int | None] | str:
+    """(server, upstream port) of a record's server field, or why it is not one."""
     server, sep, port_text = field.partition(_PORT_SEPARATOR)
     port = None
     if sep:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise _bad(line, f"bad upstream port {port_text!r}")
+            return f"bad upstream port {port_text!r}"
         port = int(port_text)
     address = normalize_ip(server)
     if address is None:
-        raise _bad(line, f"server {server!r} is not an IP address")
+        return f"server {server!r} is not an IP address"
     return address, port
 
 
