@@ -191,6 +191,8 @@ class AttributionEngine:
 
     #: How many clients' fingerprints to remember (least recently seen forgotten).
     MAX_FINGERPRINTS = 200_000
+    #: How many client address strings to share among records.
+    MAX_CLIENTS = 200_000
 
     def __post_init__(self) -> None:
         self._fingerprints: dict[str, str] = {}
@@ -219,7 +221,11 @@ class AttributionEngine:
 
     def add_record(self, record: BalancerRecord) -> None:
         """Make `record` available to lines of its server."""
-        client = self._clients.setdefault(record.client, record.client)
+        client = self._clients.get(record.client)
+        if client is None:  # one string per client, for the records that are kept
+            if len(self._clients) >= self.MAX_CLIENTS:
+                self._clients.clear()  # only a saving: bounded, as a daemon must be
+            client = self._clients[record.client] = record.client
         time = record.time
         pending = _Pending(time, client, record.upstream_port)
         key = (record.server, record.request)

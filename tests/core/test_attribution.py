@@ -163,3 +163,14 @@ def test_guesses_teach_nothing() -> None:
     engine.match(SERVER, GET, 100, fingerprint="Chrome")
     assert engine.offset(SERVER).band is None
     assert engine._fingerprints == {}
+
+
+def test_client_memory_is_bounded_and_matches_unchanged() -> None:
+    engine = AttributionEngine(window=60)
+    engine.MAX_CLIENTS = 10
+    for index in range(25):
+        engine.add_record(record(f"192.0.2.{index}", 100 + index, f"GET /{index} HTTP/1.1"))
+    assert len(engine._clients) <= 10
+    for index in range(25):
+        found = engine.match(SERVER, f"GET /{index} HTTP/1.1", 100 + index)
+        assert found.client == f"192.0.2.{index}"
