@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import mmap
 import socket
+import sys
 
 from pentools.core.addresses import normalize_ip
 
@@ -81,9 +82,9 @@ class BatchReceiver:
         self.sock = sock
         self.size = size
         self._sources: dict[bytes, str] = {}
-        if sock.family == socket.AF_INET6:  # sockaddr_in6: sin6_addr at 8..24
-            self._address_span = (8, 24)
-        else:  # sockaddr_in: sin_addr at 4..8
+        if sock.family == socket.AF_INET6:  # sockaddr_in6: sin6_addr, sin6_scope_id
+            self._address_span = (8, 28)
+        else:  # sockaddr_in: sin_addr
             self._address_span = (4, 8)
         self._fast = _recvmmsg is not None
         if self._fast:
@@ -142,8 +143,16 @@ class BatchReceiver:
         return received
 
     def _source(self, raw: bytes) -> str:
-        family = socket.AF_INET6 if len(raw) == 16 else socket.AF_INET
-        text = socket.inet_ntop(family, raw)
+        if len(raw) == 4:
+            text = socket.inet_ntop(socket.AF_INET, raw)
+        else:  # as recvfrom writes it: a link-local address with its interface
+            text = socket.inet_ntop(socket.AF_INET6, raw[:16])
+            scope = int.from_bytes(raw[16:], sys.byteorder)
+            if scope:
+                try:
+                    text += "%" + socket.if_indextoname(scope)
+                except OSError:
+                    text += f"%{scope}"
         source = normalize_ip(text) or text
         if len(self._sources) >= self.MAX_SOURCES:
             self._sources.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -90,5 +91,20 @@ def test_source_memory_is_bounded() -> None:
             f"127.0.0.{last}" for last in range(51, 56)
         ]
         assert len(receiver._sources) <= 3
+    finally:
+        receiving.close()
+
+
+def test_link_local_sources_keep_their_interface_as_recvfrom_writes_them() -> None:
+    receiving = _receiving("::1")
+    try:
+        receiver = BatchReceiver(receiving)
+        link_local = socket.inet_pton(socket.AF_INET6, "fe80::1")
+        loopback_index = socket.if_nametoindex("lo")
+        assert receiver._source(link_local + (0).to_bytes(4, sys.byteorder)) == "fe80::1"
+        scoped = link_local + loopback_index.to_bytes(4, sys.byteorder)
+        assert receiver._source(scoped) == "fe80::1%lo"
+        mapped = socket.inet_pton(socket.AF_INET6, "::ffff:192.0.2.9") + bytes(4)
+        assert receiver._source(mapped) == "192.0.2.9"
     finally:
         receiving.close()
