@@ -205,6 +205,8 @@ class AttributionEngine:
         self._clients: dict[str, str] = {}  # one string per client address
         self._next_sweep = -math.inf
         self._record_times: deque[float] = deque()  # kept only under max_records
+        limit = self.max_records or 0
+        self._bound_at = limit + max(limit // 8, 1)
 
     @property
     def pending_records(self) -> int:
@@ -255,8 +257,8 @@ class AttributionEngine:
         """
         times = self._record_times
         times.append(time)
-        limit = self.max_records or 0
-        if len(times) > limit + max(limit // 8, 1):
+        if len(times) > self._bound_at:
+            limit = self.max_records or 0
             self.expire(times[len(times) - limit])
             while len(times) > limit:  # records sharing one time: left to the window
                 times.popleft()
@@ -313,6 +315,9 @@ class AttributionEngine:
         candidates = self._by_port.get((server, port, request))
         if not candidates:
             return None
+        if len(candidates) == 1 and not candidates[0].consumed:  # the usual case
+            only = candidates[0]
+            return only if abs(only.time - expected) <= self.window else None
         live = [p for p in candidates if not p.consumed]
         if len(live) != len(candidates):
             candidates[:] = live

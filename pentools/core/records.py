@@ -70,25 +70,21 @@ class BalancerRecord:
 
 
 def _parse_server_field(field: str, line: str) -> tuple[str, int | None]:
-    parsed = _server_field(field)
-    if isinstance(parsed, str):
-        raise _bad(line, parsed)
-    return parsed
-
-
-@lru_cache(maxsize=4096)  # a farm has a few servers (and ports, with extended records)
-def _server_field(field: str) -> tuple[str, int | None] | str:
-    """(server, upstream port) of a record's server field, or why it is not one."""
     server, sep, port_text = field.partition(_PORT_SEPARATOR)
     port = None
     if sep:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            return f"bad upstream port {port_text!r}"
+            raise _bad(line, f"bad upstream port {port_text!r}")
         port = int(port_text)
-    address = normalize_ip(server)
+    address = _server_address(server)
     if address is None:
-        return f"server {server!r} is not an IP address"
+        raise _bad(line, f"server {server!r} is not an IP address")
     return address, port
+
+
+@lru_cache(maxsize=4096)  # a farm has a few servers, named in every record
+def _server_address(text: str) -> str | None:
+    return normalize_ip(text)
 
 
 def _client(field: str, line: str) -> str:
