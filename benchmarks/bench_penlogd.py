@@ -6,18 +6,28 @@
 The farm generator's ``events.tsv`` (records when pen forwards, lines when a
 backend completes) is replayed as UDP datagrams from the right loopback source
 addresses, evenly paced at each rate, into the C penlogd and ours in turn
-(same run, alternating, median of --runs).  For each: loss (lines sent but not
-written), and attribution accuracy (lines written with their true client).
+(same run, alternating, median of --runs).  For each: the rate the sender
+achieved, loss (lines sent but not written), attribution accuracy (lines
+written with their true client), the fullest the receive buffer got, and the
+rate the daemon read at (datagrams from the first sent to the last read).
 The floor is a plain consuming first-in-first-out join over the same events in
 arrival order, computed here.  A last row replays the extended farm
 (``SERVER#PORT`` records, backends logging ``%{remote}p``) into ours.
+
+Sustained, not a burst: each replay sends --duration seconds of traffic (the
+first RATE x DURATION events of one farm generated large enough for the
+highest rate), so that ours' large receive buffer cannot hide a reader slower
+than the rate; the output says how many datagrams the buffer holds, and what
+deficit the replay length would still hide.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
+import re
 import signal
 import socket
 import statistics
@@ -30,6 +40,7 @@ from pathlib import Path
 
 from pentools.core.accesslog import LogFormat
 from pentools.core.records import parse_datagram
+from pentools.penlogd.config import DEFAULT_RCVBUF
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "penlogd"
@@ -112,8 +123,31 @@ def free_udp_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def replay(events: list[Event], port: int, rate: float) -> float:
-    """Send every event from its source address at `rate` per second; the rate achieved."""
+def datagrams_held(events: list[Event], buffer_bytes: int) -> int:
+    """How many of these datagrams a receive buffer of `buffer_bytes` (as granted) holds.
+
+    The kernel charges each queued datagram its whole buffer (truesize), not
+    its payload: measured here on a socket that does not read.
+    """
+    sample = events[:2000]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
+        sink.bind(("127.0.0.1", 0))
+        port = sink.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as source:
+            for event in sample:
+                source.sendto(event.payload, ("127.0.0.1", port))
+        state = udp_socket_state(port)
+    per_datagram = state[0] / len(sample) if state and state[0] else 1024.0
+    return int(buffer_bytes / per_datagram)
+
+
+def replay(events: list[Event], port: int, rate: float, peak: list[int]) -> float:
+    """Send every event from its source address at `rate` per second; the rate achieved.
+
+    Every 50 ms of traffic the receiver's queue is looked at in /proc: the
+    largest (bytes) is appended to `peak`.
+    """
     sockets: dict[str, socket.socket] = {}
     for source in {e.source for e in events}:
         sock = socket.socket(
@@ -123,17 +157,27 @@ def replay(events: list[Event], port: int, rate: float) -> float:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
         sock.connect(("127.0.0.1", port))
         sockets[source] = sock
+    # A collection of the millions of events would stop the sender for a
+    # second, which it would then make up in a burst: none while sending.
+    gc.disable()
     plan = [(sockets[e.source].send, e.payload) for e in events]
     batch = max(1, int(rate / 2000))  # check the clock every half millisecond of traffic
+    look_every = max(1, int(rate / 20 / batch))  # batches in 50 ms
+    queued = 0
     start = time.perf_counter()
-    for index in range(0, len(plan), batch):
+    for number, index in enumerate(range(0, len(plan), batch)):
         for send, payload in plan[index : index + batch]:
             with contextlib.suppress(OSError):  # a full buffer: lost, as the score shows
                 send(payload)
+        if number % look_every == 0:
+            state = udp_socket_state(port)
+            queued = max(queued, state[0] if state else 0)
         ahead = start + (index + batch) / rate - time.perf_counter()
         if ahead > 0:
             time.sleep(ahead)
     elapsed = time.perf_counter() - start
+    gc.enable()
+    peak.append(queued)
     for sock in sockets.values():
         sock.close()
     return len(plan) / elapsed
@@ -147,6 +191,7 @@ class Result:
     correct: int
     kernel_drops: int
     read_rate: float  # datagrams per second from the first sent to the last read
+    buffer_peak: float  # the fullest the receive buffer got, in % of what was granted
 
     @property
     def loss(self) -> float:
@@ -177,8 +222,10 @@ def run_one(
                 raise RuntimeError(f"{tool} penlogd did not start")
             time.sleep(0.02)
         time.sleep(0.2)  # ours binds before its loop runs: let it settle
+        granted = receive_buffer(port)
         started = time.perf_counter()
-        sent_rate = replay(events, port, rate)
+        peak: list[int] = []
+        sent_rate = replay(events, port, rate, peak)
         state = udp_socket_state(port)
         deadline = time.monotonic() + 60
         while state is not None and state[0] > 0 and time.monotonic() < deadline:
@@ -193,7 +240,22 @@ def run_one(
     lines = output.read_bytes().splitlines(keepends=True) if output.exists() else []
     output.unlink(missing_ok=True)
     sent_lines = sum(1 for e in events if e.client is not None)
-    return Result(sent_rate, sent_lines, len(lines), score(lines, truth), drops, read_rate)
+    buffer_peak = 100.0 * peak[0] / granted if granted else 0.0
+    return Result(
+        sent_rate, sent_lines, len(lines), score(lines, truth), drops, read_rate, buffer_peak
+    )
+
+
+def receive_buffer(port: int) -> int:
+    """The receive buffer (bytes) the kernel granted the socket on UDP `port` (0 if unknown)."""
+    try:
+        shown = subprocess.run(
+            ["ss", "-uamnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    found = re.search(r"\brb(\d+)", shown)
+    return int(found.group(1)) if found else 0
 
 
 def main() -> None:
@@ -201,66 +263,100 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--requests", type=int, default=50_000, help="farm requests (about 2 datagrams each)"
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds of traffic replayed at each rate (default 10)",
     )
     parser.add_argument("--farm-rate", type=float, default=1000.0, help="farm requests per second")
     parser.add_argument("--rates", default="10000,50000,100000,200000", help="datagrams per second")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="10000 requests, 2 rates, 3 runs")
+    parser.add_argument(
+        "--tools", default="C,ours", help="which penlogds to replay into (default C,ours)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 s of traffic, rates 10000 and 50000 (a burst)"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.rates = 10_000, "10000,50000"
+        args.duration, args.rates = 2.0, "10000,50000"
     rates = [float(r) for r in args.rates.split(",")]
+    tools = args.tools.split(",")
     OUT.mkdir(parents=True, exist_ok=True)
 
+    # One farm large enough for the highest rate; each rate replays its first
+    # RATE x DURATION events (a prefix of a farm is a farm: every line's
+    # record comes before it).  About 2.04 datagrams per request.
+    requests = int(max(rates) * args.duration / 2.0) + 1000
     farms = {}
     for extended in (False, True):
-        directory = OUT / f"farm-{args.requests}-{int(args.farm_rate)}{'-ext' if extended else ''}"
+        directory = OUT / f"farm-{requests}-{int(args.farm_rate)}{'-ext' if extended else ''}"
         if not (directory / "events.tsv").exists():
-            generate_farm(directory, args.requests, args.farm_rate, extended)
+            print(f"generating {directory.name} ...", flush=True)
+            generate_farm(directory, requests, args.farm_rate, extended)
         farms[extended] = read_events(directory / "events.tsv")
     events = farms[False]
-    truth = truth_of(events)
-    lines = sum(truth.values())
-    floor = fifo_floor(events, None)
+    granted = 2 * DEFAULT_RCVBUF  # what Linux grants for the default --rcvbuf
+    held = datagrams_held(events, granted)
     print(
-        f"farm: {args.requests} requests at {args.farm_rate:g}/s: "
-        f"{len(events)} datagrams, {lines} lines"
+        f"farm: {requests} requests at {args.farm_rate:g}/s, {len(events)} datagrams; each rate "
+        f"replays {args.duration:g} s of traffic ({args.runs} runs each, medians)"
     )
-    print(f"plain consuming FIFO join in arrival order: {100 * floor / lines:.2f}% true client")
-    print(f"{'rate/s':>8} {'tool':>4} {'sent/s':>8} {'loss %':>8} {'true client %':>14}", end="")
-    print(f" {'kernel drops':>12} {'read/s':>8}")
+    print(
+        f"ours' receive buffer ({granted >> 20} MiB granted) holds about {held} of these "
+        f"datagrams: a replay hides a reader slower than the rate by up to "
+        f"{held / args.duration:.0f} datagrams/s (see buffer %, read/s)"
+    )
+    print(
+        f"{'rate/s':>8} {'tool':>4} {'sent/s':>8} {'loss %':>8} {'true client %':>14} "
+        f"{'FIFO %':>7} {'buffer %':>8} {'kernel drops':>12} {'read/s':>8}"
+    )
     loss_free: dict[str, float] = {}
+    sustained: dict[str, float] = {}  # loss-free without leaning on the buffer
     for rate in rates:
-        results: dict[str, list[Result]] = {"C": [], "ours": []}
+        replayed = events[: int(rate * args.duration)]
+        truth = truth_of(replayed)
+        floor = 100.0 * fifo_floor(replayed, None) / sum(truth.values())
+        results: dict[str, list[Result]] = {tool: [] for tool in tools}
         for _ in range(args.runs):
-            for tool in ("C", "ours"):
-                results[tool].append(run_one(tool, events, truth, rate, OUT, None))
+            for tool in tools:
+                results[tool].append(run_one(tool, replayed, truth, rate, OUT, None))
         for tool, runs in results.items():
             loss = statistics.median(r.loss for r in runs)
             print(
                 f"{rate:8.0f} {tool:>4} {statistics.median(r.sent_rate for r in runs):8.0f} "
                 f"{loss:8.3f} {statistics.median(r.accuracy for r in runs):14.2f} "
+                f"{floor:7.2f} {statistics.median(r.buffer_peak for r in runs):8.1f} "
                 f"{statistics.median(r.kernel_drops for r in runs):12.0f} "
                 f"{statistics.median(r.read_rate for r in runs):8.0f}"
             )
             if loss < 0.1 and loss_free.get(tool, 0) == rate_before(rates, rate):
                 loss_free[tool] = rate
+                peak = statistics.median(r.buffer_peak for r in runs)
+                if peak < 50 and sustained.get(tool, 0) == rate_before(rates, rate):
+                    sustained[tool] = rate
         sys.stdout.flush()
-    for tool in ("C", "ours"):
-        print(f"highest rate with loss under 0.1% ({tool}): {loss_free.get(tool, 0):.0f}/s")
+    for tool in tools:
+        print(
+            f"highest rate with loss under 0.1% ({tool}): {loss_free.get(tool, 0):.0f}/s; "
+            f"and with the receive buffer never half full: {sustained.get(tool, 0):.0f}/s"
+        )
+    if "ours" not in tools:
+        return
     # Extended records: exact, whatever the order; the apachelogs-compiled
     # combined_port format parses slower than the built-in combined reader.
-    ext = farms[True]
     for rate in sorted({rates[0], loss_free.get("ours", rates[0])}):
+        ext = farms[True][: int(rate * args.duration)]
         runs = [
             run_one("ours", ext, truth_of(ext), rate, OUT, "combined_port")
             for _ in range(args.runs)
         ]
         print(
             f"extended records at {rate:.0f}/s (ours, --log-format combined_port): "
+            f"sent {statistics.median(r.sent_rate for r in runs):.0f}/s, "
             f"loss {statistics.median(r.loss for r in runs):.3f}%, "
             f"true client {statistics.median(r.accuracy for r in runs):.2f}%, "
+            f"buffer {statistics.median(r.buffer_peak for r in runs):.1f}%, "
             f"read {statistics.median(r.read_rate for r in runs):.0f}/s"
         )
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import heapq
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -143,16 +143,20 @@ class ClockOffset:
     def __init__(self, slack: float, max_samples: int = 512) -> None:
         self.slack = slack
         self._samples: deque[float] = deque(maxlen=max_samples)
+        self._ordered: list[float] = []  # the same samples, sorted: quantiles at no cost
         self._dirty = 0
         self.median = 0.0
         self.band: tuple[float, float] | None = None
 
     def add(self, difference: float) -> None:
-        self._samples.append(difference)
+        samples, ordered = self._samples, self._ordered
+        if len(samples) == samples.maxlen:
+            del ordered[bisect_left(ordered, samples[0])]
+        samples.append(difference)
+        insort(ordered, difference)
         self._dirty += 1
-        count = len(self._samples)
+        count = len(ordered)
         if count >= self.MIN_SAMPLES and (self.band is None or self._dirty >= 32):
-            ordered = sorted(self._samples)
             self.median = ordered[count // 2]
             low = ordered[int(count * 0.01)]
             high = ordered[min(count - 1, int(count * 0.99))]
@@ -195,6 +199,8 @@ class AttributionEngine:
         self._offsets: dict[str, ClockOffset] = {}
         self._next_sweep = -math.inf
         self._record_times: deque[float] = deque()  # kept only under max_records
+        limit = self.max_records or 0
+        self._bound_at = limit + max(limit // 8, 1)
 
     @property
     def pending_records(self) -> int:
@@ -240,8 +246,8 @@ class AttributionEngine:
         """
         times = self._record_times
         times.append(time)
-        limit = self.max_records or 0
-        if len(times) > limit + max(limit // 8, 1):
+        if len(times) > self._bound_at:
+            limit = self.max_records or 0
             self.expire(times[len(times) - limit])
             while len(times) > limit:  # records sharing one time: left to the window
                 times.popleft()
@@ -298,6 +304,9 @@ class AttributionEngine:
         candidates = self._by_port.get((server, port, request))
         if not candidates:
             return None
+        if len(candidates) == 1 and not candidates[0].consumed:  # the usual case
+            only = candidates[0]
+            return only if abs(only.time - expected) <= self.window else None
         live = [p for p in candidates if not p.consumed]
         if len(live) != len(candidates):
             candidates[:] = live

@@ -14,6 +14,7 @@ write it; they simply fail to match such records, which is why it is opt-in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pentools.core.addresses import normalize_ip
 from pentools.core.errors import RecordError
@@ -68,34 +69,28 @@ class BalancerRecord:
         return f"+ {self.client} {self.server_field()} {self.request}\n".encode()
 
 
-#: Parsed server fields and clients, by their text: a log repeats a few
-#: servers and its clients over and over.  Cleared when full, to stay bounded.
-_server_fields: dict[str, tuple[str, int | None]] = {}
+#: Normalized clients by their text: a log names its clients over and over,
+#: and records that share the string share the memory.  Cleared when full.
 _clients: dict[str, str] = {}
 _CACHE_LIMIT = 100_000
 
 
 def _parse_server_field(field: str, line: str) -> tuple[str, int | None]:
-    cached = _server_fields.get(field)
-    if cached is None:
-        cached = _parse_server_field_uncached(field, line)
-        if len(_server_fields) >= _CACHE_LIMIT:
-            _server_fields.clear()
-        _server_fields[field] = cached
-    return cached
-
-
-def _parse_server_field_uncached(field: str, line: str) -> tuple[str, int | None]:
     server, sep, port_text = field.partition(_PORT_SEPARATOR)
     port = None
     if sep:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise _bad(line, f"bad upstream port {port_text!r}")
         port = int(port_text)
-    address = normalize_ip(server)
+    address = _server_address(server)
     if address is None:
         raise _bad(line, f"server {server!r} is not an IP address")
     return address, port
+
+
+@lru_cache(maxsize=4096)  # a farm has a few servers, named in every record
+def _server_address(text: str) -> str | None:
+    return normalize_ip(text)
 
 
 def _client(field: str, line: str) -> str:

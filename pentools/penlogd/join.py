@@ -95,6 +95,9 @@ def one_line(datagram: bytes) -> str:
 class LiveJoin:
     """Joins balancer records and web lines as they arrive."""
 
+    #: Distinct source addresses remembered (the balancer and the web servers).
+    MAX_SOURCES = 4096
+
     def __init__(self, config: JoinConfig) -> None:
         self.config = config
         self.engine = AttributionEngine(
@@ -109,6 +112,7 @@ class LiveJoin:
         self._output: list[bytes] = []
         self._waiting: deque[_WaitingLine] = deque()  # in arrival order = deadline order
         self._waiting_by_key: dict[tuple[str, str], deque[_WaitingLine]] = {}
+        self._servers: dict[str, str] = {}  # source address -> canonical
 
     @property
     def next_deadline(self) -> float | None:
@@ -130,16 +134,23 @@ class LiveJoin:
 
     def receive(self, datagram: bytes, source: str, now: float) -> None:
         """Handle one datagram from address `source` (its server) that arrived at `now`."""
-        counters = self.counters
-        counters.received += 1
+        self.counters.received += 1
         self.engine.advance(now)
-        server = normalize_ip(source) or source
-        if not datagram.strip():
-            counters.malformed += 1
-        elif is_record_datagram(datagram):
+        server = self._servers.get(source) or self._server(source)
+        if is_record_datagram(datagram):
             self._record(datagram, server, now)
+        elif not datagram or datagram.isspace():
+            self.counters.malformed += 1
         else:
             self._line(datagram, server, now)
+
+    def _server(self, source: str) -> str:
+        """`source` as the engine knows servers (canonical), remembered: a few send."""
+        server = normalize_ip(source) or source
+        if len(self._servers) >= self.MAX_SOURCES:
+            self._servers.clear()
+        self._servers[source] = server
+        return server
 
     def release_due(self, now: float) -> None:
         """Write the waiting lines whose wait has ended (matched if a record came)."""

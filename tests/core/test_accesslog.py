@@ -96,3 +96,32 @@ def test_parse_never_raises_and_replacement_keeps_the_rest(text: str) -> None:
     if line is not None:
         replaced = line.with_client("192.0.2.1")
         assert replaced[len("192.0.2.1") :] == text[line.end :]
+
+
+PORT_LINES = [
+    '192.0.2.7 - - [21/Nov/2026:14:00:00 +0100] "GET /a?b=1 HTTP/1.1" 200 512 "-" "curl/8" 40001',
+    '2001:db8::7 - alice [21/Nov/2026:14:00:00 -0500] "POST /f HTTP/1.1" 302 - '
+    '"https://x/\\"q\\"" "Mozilla/5.0 (X11) \\\\ \\x01" 65535',
+    '192.0.2.7 - - [21/Nov/2026:14:00:00 +0000] "GET / HTTP/1.0" 404 0 40002',
+    '192.0.2.7 - - [21/Nov/2026:14:00:00 +0000] "-" 408 - "-" "-" 1',
+    '192.0.2.7 - - [21/Nov/2026:14:00:00 +0000] "GET / HTTP/1.0" 200 5 "-" "ua"',  # no port
+    '192.0.2.7 - - [21/Nov/2026:14:00:00 +0000] "GET / HTTP/1.0" 2x0 5 "-" "ua" 40003',
+    '192.0.2.7 - - [21/Nov/2026:14:00:00 +0000] "GET / HTTP/1.0" 200 5 "-" "ua" 40004 extra',
+    "junk 40005",
+]
+
+
+@pytest.mark.parametrize("name", ["common_port", "combined_port"])
+@pytest.mark.parametrize("text", PORT_LINES)
+def test_port_formats_read_fast_as_apachelogs_reads_them(name: str, text: str) -> None:
+    # The same formats spelled differently are compiled by apachelogs.
+    spelled = {
+        "common_port": '%h %l %u %t "%r" %>s %b %{remote}p',
+        "combined_port": '%h %l %u %t "%r" %>s %b "%{referer}i" "%{user-agent}i" %{remote}p',
+    }[name]
+    fast, general = LogFormat(name).parse(text), LogFormat(spelled).parse(text)
+    if general is None:
+        assert fast is None
+        return
+    assert fast == general
+    assert fast.remote_port is not None

@@ -72,3 +72,13 @@ def test_bad_datagrams() -> None:
     for datagram in (b"+", b"+ 1.2.3.4", b"+ x y z", b"-- 1.2.3.4 10.0.0.1 GET"):
         with pytest.raises(RecordError):
             parse_datagram(datagram, 0.0)
+
+
+def test_the_shared_client_strings_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pentools.core import records
+
+    monkeypatch.setattr(records, "_CACHE_LIMIT", 10)
+    monkeypatch.setattr(records, "_clients", {})
+    parsed = [parse_local(f"192.0.2.{n} 100 10.0.0.1 GET / HTTP/1.1") for n in range(25)]
+    assert [r.client for r in parsed] == [f"192.0.2.{n}" for n in range(25)]
+    assert len(records._clients) <= 10
