@@ -22,6 +22,7 @@ from pentools.pen.balancer import Balancer
 from pentools.pen.config import ListenSpec, PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.proxy import Downstream
+from pentools.pen.relay import RawRelay
 from pentools.pen.status import render_status
 
 _BACKLOG = 1024
@@ -229,10 +230,14 @@ async def serve(
     ):
         loop.add_signal_handler(signum, handler)
 
+    relay: RawRelay | None = None
     if config.udp:
         from pentools.pen.udp import serve_udp
 
         closer = await serve_udp(balancer, listener)
+    elif tls is None:
+        relay = RawRelay(balancer, listener)
+        closer = relay.stop_accepting
     else:
         server = await loop.create_server(
             lambda: Downstream(balancer), sock=listener, ssl=tls, backlog=_BACKLOG
@@ -247,6 +252,8 @@ async def serve(
     if control_server is not None:
         control_server.close()
     await balancer.drain(config.drain_seconds)
+    if relay is not None:
+        relay.close()
     balancer.close()
     if config.listen.path is not None:
         with contextlib.suppress(OSError):
