@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from pentools.core.addresses import resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
+from pentools.core.output import atomic_output
 from pentools.pen.balancer import Balancer
 from pentools.pen.config import ListenSpec, PenConfig
 from pentools.pen.control import Controller, ControlProtocol
@@ -139,9 +140,9 @@ def run(config: PenConfig) -> None:
     if not config.foreground:
         _daemonize()
     _drop_privileges(config)
-    if config.pidfile:
-        with open(config.pidfile, "w", encoding="ascii") as out:
-            out.write(f"{os.getpid()}\n")
+    if config.pidfile:  # whole or not at all: a script may read it at any moment
+        with atomic_output(config.pidfile) as out:
+            out.write(f"{os.getpid()}\n".encode("ascii"))
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config, listener, control, tls))
