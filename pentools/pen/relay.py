@@ -18,6 +18,7 @@ the backend connection is made, so its first bytes wait in the kernel.
 from __future__ import annotations
 
 import _socket
+import asyncio
 import errno
 import select
 import socket
@@ -68,6 +69,10 @@ class RawRelay:
         self.closing: list[_socket.socket] = []
         self.dispatching = False
         self.accepting = False
+        #: Backend connections being made and when they time out, oldest first;
+        #: one timer for all of them instead of one per connection.
+        self.connecting: dict[RawConnection, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
         balancer.loop.add_reader(self.epoll.fileno(), self.dispatch)
         self.start_accepting()
 
@@ -110,6 +115,33 @@ class RawRelay:
         else:
             sock.close()
 
+    # -- connect timeouts ------------------------------------------------------------
+
+    def connect_deadline(self, connection: RawConnection, deadline: float) -> None:
+        self.connecting[connection] = deadline
+        if self.timer is None:
+            self.timer = self.balancer.loop.call_at(deadline, self.expire)
+
+    def expire(self) -> None:
+        """Fail the connection attempts whose time is up; wait for the next one.
+
+        Deadlines are in start order, so this stops at the first one still to
+        come (after penctl shortens the timeout, a few attempts may wait up to
+        the old timeout).
+        """
+        self.timer = None
+        connecting = self.connecting
+        now = self.balancer.loop.time()
+        expired = []
+        for connection, deadline in connecting.items():
+            if deadline > now:
+                self.timer = self.balancer.loop.call_at(deadline, self.expire)
+                break
+            expired.append(connection)
+        for connection in expired:
+            del connecting[connection]
+            connection.connect_failed()
+
     # -- accepting -------------------------------------------------------------------
 
     def start_accepting(self) -> None:
@@ -151,6 +183,9 @@ class RawRelay:
 
     def close(self) -> None:
         self.stop_accepting()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.balancer.loop.remove_reader(self.epoll.fileno())
         self.epoll.close()
 
@@ -168,7 +203,6 @@ class RawConnection(ClientConnection):
         "down_shut",
         "peer",
         "relay",
-        "timer",
         "to_down",
         "to_up",
         "up",
@@ -199,7 +233,6 @@ class RawConnection(ClientConnection):
         self.down_eof = self.up_eof = self.down_shut = self.up_shut = False
         self.connecting = False
         self.closed = False
-        self.timer: object = None
         self.head = b""
         self.first_chunk = True
         self.http = False
@@ -216,7 +249,8 @@ class RawConnection(ClientConnection):
         """Choose a server (not one that failed already) and connect to it."""
         balancer = self.balancer
         selector = balancer.selector
-        index = selector.choose(self.client, balancer.loop.time(), self.tried)
+        now = balancer.loop.time()
+        index = selector.choose(self.client, now, self.tried)
         if index is None:
             balancer.no_server += 1
             self.close()
@@ -234,7 +268,7 @@ class RawConnection(ClientConnection):
             self.connecting = True
             self.up_mask = EPOLLOUT
             self.relay.watch(self.up_fd, EPOLLOUT, self.on_up)
-            self.timer = balancer.loop.call_later(balancer.timeout, self.connect_timeout)
+            self.relay.connect_deadline(self, now + balancer.timeout)
         elif result == 0:
             self.up_mask = 0
             self.relay.watch(self.up_fd, 0, self.on_up)
@@ -242,17 +276,12 @@ class RawConnection(ClientConnection):
         else:
             self.connect_failed()
 
-    def connect_timeout(self) -> None:
-        self.timer = None
-        if self.connecting and not self.closed:
-            self.connect_failed()
-
     def connect_failed(self) -> None:
+        """Refused or timed out: blacklist the server and try another."""
         balancer = self.balancer
-        self.connecting = False
-        if self.timer is not None:
-            self.timer.cancel()  # type: ignore[attr-defined]
-            self.timer = None
+        if self.connecting:
+            self.connecting = False
+            self.relay.connecting.pop(self, None)
         balancer.selector.connect_failed(self.server_index, balancer.loop.time())
         balancer.debug(f"connect to server {self.server_index} failed: blacklisted")
         self.tried.append(self.server_index)
@@ -307,9 +336,7 @@ class RawConnection(ClientConnection):
     def on_up(self, events: int) -> None:
         if self.connecting:
             self.connecting = False
-            if self.timer is not None:
-                self.timer.cancel()  # type: ignore[attr-defined]
-                self.timer = None
+            del self.relay.connecting[self]
             if self.up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):  # type: ignore[union-attr]
                 self.connect_failed()
             else:
@@ -474,9 +501,9 @@ class RawConnection(ClientConnection):
         self.closed = True
         balancer = self.balancer
         balancer.connections.discard(self)
-        if self.timer is not None:
-            self.timer.cancel()  # type: ignore[attr-defined]
-            self.timer = None
+        if self.connecting:
+            self.connecting = False
+            del self.relay.connecting[self]
         if self.server_index >= 0:
             balancer.selector.release(self.server_index)
         relay = self.relay
