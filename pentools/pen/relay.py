@@ -149,8 +149,12 @@ class RawRelay:
             self.accepting = True
             self.watch(self.listener.fileno(), EPOLLIN, self.accept)
 
+    def stop(self) -> None:
+        """TERM: close the listening socket; the open connections go on."""
+        self.stop_accepting()
+        self.listener.close()
+
     def stop_accepting(self) -> None:
-        """TERM: no new connections; the open ones go on."""
         if self.accepting:
             self.accepting = False
             fd = self.listener.fileno()
@@ -182,7 +186,7 @@ class RawRelay:
             RawConnection(self, sock, peer)
 
     def close(self) -> None:
-        self.stop_accepting()
+        self.stop()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -238,7 +238,7 @@ async def serve(
         closer = await serve_udp(balancer, listener)
     elif tls is None:
         relay = RawRelay(balancer, listener)
-        closer = relay.stop_accepting
+        closer = relay.stop
     else:
         server = await loop.create_server(
             lambda: Downstream(balancer), sock=listener, ssl=tls, backlog=_BACKLOG
