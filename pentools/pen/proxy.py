@@ -160,8 +160,12 @@ class ClientConnection:
     balancer: Balancer
     client: str
     client_entry: Client
+    first_chunk: bool
+    head: bytes
+    http: bool
     server: Server
     server_index: int
+    tried: list[int]
 
     def send_up(self, data: bytes) -> None:
         raise NotImplementedError
@@ -171,6 +175,10 @@ class ClientConnection:
 
     def status(self) -> tuple[int, int, int, int]:
         """Client fd, backend fd, bytes waiting for the client and for the backend."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close both sides and give back the server slot."""
         raise NotImplementedError
 
     def forward(self, data: bytes) -> None:

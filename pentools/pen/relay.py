@@ -272,7 +272,14 @@ class RawConnection(ClientConnection):
         server = self.server = selector.server(index)
         self.client_entry = selector.clients.get(self.client) or balancer.orphan_client
         address = server.address
-        up = _NEW_SOCKET(socket.AF_INET6 if ":" in address else socket.AF_INET, _NONBLOCKING_STREAM)
+        try:
+            up = _NEW_SOCKET(
+                socket.AF_INET6 if ":" in address else socket.AF_INET, _NONBLOCKING_STREAM
+            )
+        except OSError as exc:  # out of descriptors: pen's trouble, not the server's
+            balancer.debug(f"cannot open a socket to server {index}: {exc.strerror}")
+            self.close()
+            return
         up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.up = up
         self.up_fd = up.fileno()
