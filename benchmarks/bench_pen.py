@@ -1,6 +1,7 @@
 """pen throughput and latency: the C pen, HAProxy and pentools' pen, same run, same load.
 
     python -m benchmarks.bench_pen [--runs 3] [--seconds 5] [--connections 50]
+        [--scenario NAME]... [--log] [--skip-failover | --only-failover]
 
 Two nginx backends on loopback (config written to a temp dir, stopped by
 PID), each balancer in turn in front of them, wrk as the client:
@@ -158,7 +159,7 @@ class Balancer:
             self.process = None
 
 
-def balancers(root: Path, backends: list[Nginx]) -> list[Balancer]:
+def balancers(root: Path, backends: list[Nginx], log: bool = False) -> list[Balancer]:
     targets = [f"{b.host}:{b.port}" for b in backends]
     pen_port, ours_port, haproxy_port = (free_port(BALANCER_HOST) for _ in range(3))
     listen = f"{BALANCER_HOST}:{pen_port}"
@@ -168,8 +169,12 @@ def balancers(root: Path, backends: list[Nginx]) -> list[Balancer]:
         HAPROXY_CONF.format(host=BALANCER_HOST, port=haproxy_port, servers=servers)
     )
     ours = [sys.executable, "-m", "pentools.pen", "-f", "-r", "-x", "10000"]
+    c_pen = ["pen", "-f", "-r", "-x", "10000"]
+    if log:  # both pens write a record per request to a local file
+        c_pen += ["-l", str(root / "c-pen.log")]
+        ours += ["-l", str(root / "ours.log")]
     return [
-        Balancer("C pen -r", ["pen", "-f", "-r", "-x", "10000", listen, *targets], pen_port),
+        Balancer("C pen -r", [*c_pen, listen, *targets], pen_port),
         Balancer("ours -r", [*ours, f"{BALANCER_HOST}:{ours_port}", *targets], ours_port),
         Balancer("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf)], haproxy_port),
     ]
@@ -237,7 +242,7 @@ def benchmark(args: argparse.Namespace, root: Path) -> None:
     backends = [Nginx(root, host, access_log=False) for host in BACKEND_HOSTS]
     for backend in backends:
         backend.start()
-    candidates = balancers(root, backends)
+    candidates = balancers(root, backends, args.log)
     results: dict[tuple[str, str], list[WrkResult]] = {}
     try:
         for round_number in range(args.runs):
@@ -369,7 +374,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--only-failover", action="store_true")
-    parser.add_argument("--scenario", action="append", help="run only these (repeatable)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        help="run only these (repeatable): " + ", ".join(name for name, _, _ in SCENARIOS),
+    )
+    parser.add_argument(
+        "--log", action="store_true", help="run both pens with -l FILE (a record per request)"
+    )
     args = parser.parse_args()
     for program in ("wrk", "nginx", "pen", "haproxy"):
         if shutil.which(program) is None:

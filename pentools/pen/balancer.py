@@ -21,7 +21,7 @@ from pentools.pen.recordlog import FileSink, UdpSink, open_sink
 from pentools.pen.selection import Client, Selector
 
 if TYPE_CHECKING:
-    from pentools.pen.proxy import Downstream
+    from pentools.pen.proxy import ClientConnection
 
 
 def resolve_servers(config: PenConfig) -> dict[str, str]:
@@ -49,7 +49,7 @@ class Balancer:
         self.webstats = config.webstats
         self.log_target: str | None = None
         self.sink: FileSink | UdpSink | None = None
-        self.connections: set[Downstream] = set()
+        self.connections: set[ClientConnection] = set()
         #: Counters for connections whose client fell out of the table mid-way.
         self.orphan_client = Client("", -1, 0.0)
         self.refused = 0

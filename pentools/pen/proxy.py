@@ -91,6 +91,20 @@ class Connecting:
             self.waiting.cancel()
 
 
+def _fd(transport: asyncio.BaseTransport) -> int:
+    try:
+        return int(transport.get_extra_info("socket").fileno())
+    except (AttributeError, OSError):
+        return -1
+
+
+def _buffered(transport: asyncio.BaseTransport) -> int:
+    try:
+        return int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return 0
+
+
 class Upstream(asyncio.Protocol):
     """pen's connection to a backend: relays its bytes to the client."""
 
@@ -123,8 +137,103 @@ class Upstream(asyncio.Protocol):
         self.down.resume_client()
 
 
-class Downstream(asyncio.Protocol):
-    """A client's connection: chooses a backend, connects, relays, records."""
+class ClientConnection:
+    """What every relay does with client bytes: record request starts, rewrite for -H.
+
+    `Downstream` (asyncio transports, used with TLS) and
+    `pentools.pen.relay.RawConnection` (raw sockets, the plain path) both
+    relay through `forward`; they provide `send_up` and `upstream_port`.
+    """
+
+    __slots__ = (
+        "balancer",
+        "client",
+        "client_entry",
+        "first_chunk",
+        "head",
+        "http",
+        "server",
+        "server_index",
+        "tried",
+    )
+
+    balancer: Balancer
+    client: str
+    client_entry: Client
+    first_chunk: bool
+    head: bytes
+    http: bool
+    server: Server
+    server_index: int
+    tried: list[int]
+
+    def send_up(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def upstream_port(self) -> int | None:
+        raise NotImplementedError
+
+    def status(self) -> tuple[int, int, int, int]:
+        """Client fd, backend fd, bytes waiting for the client and for the backend."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close both sides and give back the server slot."""
+        raise NotImplementedError
+
+    def forward(self, data: bytes) -> None:
+        """Send client bytes upstream, recording (and for -H rewriting) request starts."""
+        balancer = self.balancer
+        if self.head:
+            data = self.head + data
+            self.head = b""
+            starts_request = True
+        elif self.first_chunk:
+            self.first_chunk = False
+            self.http = _REQUEST_START.match(data) is not None
+            starts_request = True
+        else:
+            starts_request = self.http and _REQUEST_START.match(data) is not None
+        if starts_request:
+            if balancer.http and self.http:
+                if not header_block_complete(data) and len(data) < _HEAD_LIMIT:
+                    self.head = data  # wait for the rest of the head before rewriting it
+                    return
+                data = add_forwarded_for(data, self.client, replace=balancer.xff_replace)
+            if balancer.sink is not None:
+                self.record(data)
+        size = len(data)
+        self.server.sent += size
+        self.client_entry.sent += size
+        self.send_up(data)
+
+    def record(self, data: bytes) -> None:
+        balancer = self.balancer
+        record = BalancerRecord(self.client, self.server.address, request_key(data), time.time())
+        if balancer.log_upstream_port:
+            record.upstream_port = self.upstream_port()
+        sink = balancer.sink
+        if sink.wants_datagrams:  # type: ignore[union-attr]
+            sink.write_datagram(record.to_datagram())  # type: ignore[union-attr]
+        else:
+            sink.write_local(record.to_local())  # type: ignore[union-attr]
+
+
+class Downstream(ClientConnection, asyncio.Protocol):
+    """A client's connection over asyncio transports (TLS): chooses, connects, relays."""
+
+    __slots__ = (
+        "client_done",
+        "client_port",
+        "closed",
+        "connect_task",
+        "paused",
+        "pending",
+        "pending_size",
+        "server_done",
+        "transport",
+        "up",
+    )
 
     def __init__(self, balancer: Balancer) -> None:
         self.balancer = balancer
@@ -146,7 +255,6 @@ class Downstream(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.connect_task: Connecting | None = None
-        self.started = 0.0
 
     # -- the client side ---------------------------------------------------------
 
@@ -165,7 +273,6 @@ class Downstream(asyncio.Protocol):
             self.client_port = peer[1]
         else:  # a Unix socket has no client address
             self.client = "0.0.0.0"
-        self.started = time.time()
         self.connect()
 
     def connect(self) -> None:
@@ -208,7 +315,14 @@ class Downstream(asyncio.Protocol):
             return
         self.up = transport
         if balancer.proxy_protocol:
-            transport.write(proxy_header(balancer.proxy_protocol, self.transport))
+            client = self.transport
+            transport.write(
+                proxy_header(
+                    balancer.proxy_protocol,
+                    client.get_extra_info("peername"),
+                    client.get_extra_info("sockname"),
+                )
+            )
         pending, self.pending = self.pending, []
         self.pending_size = 0
         for chunk in pending:
@@ -236,44 +350,21 @@ class Downstream(asyncio.Protocol):
         self.server.sent += size
         self.client_entry.sent += size
 
-    def forward(self, data: bytes) -> None:
-        """Send client bytes upstream, recording (and for -H rewriting) request starts."""
-        balancer = self.balancer
-        if self.head:
-            data = self.head + data
-            self.head = b""
-            starts_request = True
-        elif self.first_chunk:
-            self.first_chunk = False
-            self.http = _REQUEST_START.match(data) is not None
-            starts_request = True
-        else:
-            starts_request = self.http and _REQUEST_START.match(data) is not None
-        if starts_request:
-            if balancer.http and self.http:
-                if not header_block_complete(data) and len(data) < _HEAD_LIMIT:
-                    self.head = data  # wait for the rest of the head before rewriting it
-                    return
-                data = add_forwarded_for(data, self.client, replace=balancer.xff_replace)
-            if balancer.sink is not None:
-                self.record(data)
+    def send_up(self, data: bytes) -> None:
         self.up.write(data)  # type: ignore[union-attr]
-        size = len(data)
-        self.server.sent += size
-        self.client_entry.sent += size
 
-    def record(self, data: bytes) -> None:
-        balancer = self.balancer
-        record = BalancerRecord(self.client, self.server.address, request_key(data), time.time())
-        if balancer.log_upstream_port:
-            sockname = self.up.get_extra_info("sockname")  # type: ignore[union-attr]
-            if isinstance(sockname, tuple):
-                record.upstream_port = sockname[1]
-        sink = balancer.sink
-        if sink.wants_datagrams:  # type: ignore[union-attr]
-            sink.write_datagram(record.to_datagram())  # type: ignore[union-attr]
-        else:
-            sink.write_local(record.to_local())  # type: ignore[union-attr]
+    def upstream_port(self) -> int | None:
+        sockname = self.up.get_extra_info("sockname")  # type: ignore[union-attr]
+        return sockname[1] if isinstance(sockname, tuple) else None
+
+    def status(self) -> tuple[int, int, int, int]:
+        up = self.up
+        return (
+            _fd(self.transport),
+            _fd(up) if up else -1,
+            _buffered(self.transport),
+            _buffered(up) if up else 0,
+        )
 
     def eof_received(self) -> bool:
         self.client_done = True

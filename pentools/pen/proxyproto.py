@@ -7,7 +7,6 @@ Sent first on the backend connection so that a backend configured for it
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import struct
 
@@ -48,8 +47,6 @@ def _endpoint(info: object) -> tuple[str, int] | None:
     return None
 
 
-def proxy_header(version: int, client: asyncio.BaseTransport) -> bytes:
-    """The header describing the client connection of `client` (a transport)."""
-    source = _endpoint(client.get_extra_info("peername"))
-    destination = _endpoint(client.get_extra_info("sockname"))
-    return proxy_header_for(version, source, destination)
+def proxy_header(version: int, peername: object, sockname: object) -> bytes:
+    """The header for a client connection, from its socket's peer and local addresses."""
+    return proxy_header_for(version, _endpoint(peername), _endpoint(sockname))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from pentools.pen.config import PenConfig, ServerSpec
@@ -78,6 +79,9 @@ class Policy:
         """The original's ``mode`` reply: one word per switch, ``no `` when off."""
         words = ("hash", "roundrobin", "stubborn", "weight", "prio")
         return " ".join(word if getattr(self, word) else f"no {word}" for word in words)
+
+
+_NOTHING: frozenset[int] = frozenset()
 
 
 def client_hash(address: str) -> int:
@@ -148,17 +152,18 @@ class Selector:
         hold under a burst); the caller gives it back with `release`.
         `exclude` lists servers that already failed for this connection.
         """
-        excluded = set(exclude)
+        excluded = set(exclude) if exclude else _NOTHING
         choice = self._choose(client, now, excluded)
         if choice is not None:
-            server = self.server(choice)
-            server.conn += 1
             if choice < len(self.servers):
+                self.servers[choice].conn += 1
                 self.last_used = choice
+            else:
+                self.server(choice).conn += 1
             self._remember(client, choice, now)
         return choice
 
-    def _choose(self, client: str, now: float, excluded: set[int]) -> int | None:
+    def _choose(self, client: str, now: float, excluded: AbstractSet[int]) -> int | None:
         policy = self.policy
         if not policy.roundrobin:
             known = self._lookup(client, now)
@@ -171,7 +176,10 @@ class Selector:
         first = self._first_choice(client, now)
         if first is not None and first not in excluded:
             server = self.servers[first]
-            if self.available(server, now, server.max_conn):
+            # available(), inlined: this is every new connection's path
+            if now >= server.blacklisted_until and (
+                server.max_conn <= 0 or server.conn < server.max_conn
+            ):
                 return first
         if policy.stubborn and first is not None:
             return None
@@ -218,7 +226,7 @@ class Selector:
             return None
         return min(candidates, key=lambda s: (s.prio, s.conn, s.index)).index
 
-    def _next_available(self, now: float, excluded: set[int]) -> int | None:
+    def _next_available(self, now: float, excluded: AbstractSet[int]) -> int | None:
         """Failover: the next available server after the most recently used one."""
         count = len(self.servers)
         for step in range(1, count + 1):

@@ -18,10 +18,12 @@ from collections.abc import Callable
 
 from pentools.core.addresses import resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
+from pentools.core.output import atomic_output
 from pentools.pen.balancer import Balancer
 from pentools.pen.config import ListenSpec, PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.proxy import Downstream
+from pentools.pen.relay import RawRelay
 from pentools.pen.status import render_status
 
 _BACKLOG = 1024
@@ -138,9 +140,9 @@ def run(config: PenConfig) -> None:
     if not config.foreground:
         _daemonize()
     _drop_privileges(config)
-    if config.pidfile:
-        with open(config.pidfile, "w", encoding="ascii") as out:
-            out.write(f"{os.getpid()}\n")
+    if config.pidfile:  # whole or not at all: a script may read it at any moment
+        with atomic_output(config.pidfile) as out:
+            out.write(f"{os.getpid()}\n".encode("ascii"))
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config, listener, control, tls))
@@ -229,10 +231,14 @@ async def serve(
     ):
         loop.add_signal_handler(signum, handler)
 
+    relay: RawRelay | None = None
     if config.udp:
         from pentools.pen.udp import serve_udp
 
         closer = await serve_udp(balancer, listener)
+    elif tls is None:
+        relay = RawRelay(balancer, listener)
+        closer = relay.stop
     else:
         server = await loop.create_server(
             lambda: Downstream(balancer), sock=listener, ssl=tls, backlog=_BACKLOG
@@ -247,6 +253,8 @@ async def serve(
     if control_server is not None:
         control_server.close()
     await balancer.drain(config.drain_seconds)
+    if relay is not None:
+        relay.close()
     balancer.close()
     if config.listen.path is not None:
         with contextlib.suppress(OSError):

@@ -25,20 +25,6 @@ def _heading(names: list[str]) -> str:
     return _row(list(names), _HEAD_CELL)
 
 
-def _fd(transport: object) -> int:
-    try:
-        return int(transport.get_extra_info("socket").fileno())  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return -1
-
-
-def _buffered(transport: object) -> int:
-    try:
-        return int(transport.get_write_buffer_size())  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):
-        return 0
-
-
 def render_status(balancer: Balancer) -> str:
     """The whole page, as the original lays it out."""
     selector = balancer.selector
@@ -125,15 +111,15 @@ def render_status(balancer: Balancer) -> str:
         )
     )
     for index, connection in enumerate(list(balancer.connections)):
-        up = connection.up
+        down_fd, up_fd, to_client, to_server = connection.status()
         parts.append(
             _row(
                 [
                     index,
-                    _fd(connection.transport),
-                    _fd(up) if up else -1,
-                    _buffered(connection.transport),
-                    _buffered(up) if up else 0,
+                    down_fd,
+                    up_fd,
+                    to_client,
+                    to_server,
                     client_index.get(connection.client, -1),
                     connection.server_index,
                 ]

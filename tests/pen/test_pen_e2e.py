@@ -27,6 +27,18 @@ PEN_HOST = "127.0.40.1"
 BACKENDS = ("127.0.40.2", "127.0.40.3", "127.0.40.4")
 
 
+def refused_soon(host: str, port: int) -> bool:
+    """Whether connections to host:port are refused within 5 s (pen handles TERM)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def backends(processes: Processes, count: int = 2) -> list[str]:
     """Start `count` backends named after their addresses; return their server specs."""
     specs = []
@@ -249,6 +261,7 @@ def test_signals_hup_reopens_usr1_writes_stats_term_exits_zero(
     pen.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     assert pen.poll() is None  # still draining the open connection
+    assert refused_soon(PEN_HOST, port)  # but no longer listening
     open_conn.sendall(b"GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
     assert read_response(open_conn)[1].startswith(b"GET /last ")
     open_conn.close()

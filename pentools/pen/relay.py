@@ -1,0 +1,533 @@
+"""The plain TCP relay: raw non-blocking sockets on pen's own epoll set.
+
+Why not asyncio transports here: on uvloop each transport costs a Python
+object, a weak-reference entry, getsockname + getpeername + TCP_NODELAY
+system calls, a scheduled connection_made and, for the backend side, a
+create_connection coroutine with its futures.  For a new connection per
+request that was most of pen's CPU above the kernel's own work (issue 4).
+Here a connection is one object and two sockets; events come from one
+epoll set, itself watched by the event loop like any file descriptor, so
+the control port, signals, UDP and the TLS path (`pentools.pen.proxy`)
+keep working beside it.
+
+Flow control is the original pen's: while bytes for one side wait in pen's
+buffer, pen stops reading the other side.  The client is read only once
+the backend connection is made, so its first bytes wait in the kernel.
+"""
+
+from __future__ import annotations
+
+import _socket
+import asyncio
+import errno
+import select
+import socket
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pentools.core.addresses import normalize_ip
+from pentools.pen.proxy import ClientConnection
+from pentools.pen.proxyproto import proxy_header
+
+if TYPE_CHECKING:
+    from pentools.pen.balancer import Balancer
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+#: The peer shut its side: with a short read, the read after it would only see EOF.
+EPOLLRDHUP = select.EPOLLRDHUP
+_READ = EPOLLIN | EPOLLRDHUP
+_TROUBLE = select.EPOLLHUP | select.EPOLLERR
+_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+_RECV_FLAGS = socket.MSG_DONTWAIT
+_CHUNK = 65536
+#: While a poll finds at least _BUSY events, poll again (up to _ROUNDS times)
+#: before going back to the event loop: fewer loop turns under load.
+_ROUNDS = 4
+_BUSY = 4
+#: Connections accepted per wake-up, so that a flood cannot starve the others.
+_ACCEPT_BATCH = 64
+#: Accept errors that mean "out of resources": pause accepting instead of spinning.
+_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: The mask of a side taken out of the epoll set after a hang-up.
+_DETACHED = -2
+_SHUT_WR = socket.SHUT_WR
+_STREAM = socket.SOCK_STREAM
+_NONBLOCKING_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+_NEW_SOCKET = _socket.socket
+
+
+class RawRelay:
+    """The listener and every plain connection, driven by one epoll set."""
+
+    def __init__(self, balancer: Balancer, listener: socket.socket) -> None:
+        self.balancer = balancer
+        self.listener = listener
+        self.family = listener.family
+        self.tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
+        self.epoll = select.epoll()
+        self.handlers: dict[int, Callable[[int], None]] = {}
+        #: Sockets closed during a dispatch round, closed for real after it, so
+        #: that no new socket reuses a descriptor that a pending event still names.
+        self.closing: list[_socket.socket] = []
+        self.dispatching = False
+        self.accepting = False
+        #: Backend connections being made and when they time out, oldest first;
+        #: one timer for all of them instead of one per connection.
+        self.connecting: dict[RawConnection, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        balancer.loop.add_reader(self.epoll.fileno(), self.dispatch)
+        self.start_accepting()
+
+    # -- the epoll set -------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        handlers = self.handlers
+        poll = self.epoll.poll
+        closing = self.closing
+        for _ in range(_ROUNDS):  # while busy, poll again before going back to the loop
+            ready = poll(0, 512)
+            self.dispatching = True
+            try:
+                for fd, events in ready:
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        try:
+                            handler(events)
+                        except Exception as exc:  # a bug must cost one connection, not pen
+                            self.report(exc, handler)
+            finally:
+                self.dispatching = False
+                if closing:
+                    for sock in closing:
+                        sock.close()
+                    closing.clear()
+            if len(ready) < _BUSY:
+                return
+
+    def report(self, exc: Exception, handler: Callable[[int], None]) -> None:
+        print(f"pen: relay error: {exc!r}", file=sys.stderr, flush=True)
+        owner = getattr(handler, "__self__", None)
+        if isinstance(owner, RawConnection):
+            owner.close()
+
+    def watch(self, fd: int, mask: int, handler: Callable[[int], None]) -> None:
+        self.epoll.register(fd, mask)
+        self.handlers[fd] = handler
+
+    def forget(self, sock: _socket.socket) -> None:
+        """Stop watching `sock` and close it (after the dispatch round)."""
+        self.handlers.pop(sock.fileno(), None)
+        if self.dispatching:
+            self.closing.append(sock)  # closing removes it from the epoll set
+        else:
+            sock.close()
+
+    # -- connect timeouts ------------------------------------------------------------
+
+    def connect_deadline(self, connection: RawConnection, deadline: float) -> None:
+        self.connecting[connection] = deadline
+        if self.timer is None:
+            self.timer = self.balancer.loop.call_at(deadline, self.expire)
+
+    def expire(self) -> None:
+        """Fail the connection attempts whose time is up; wait for the next one.
+
+        Deadlines are in start order, so this stops at the first one still to
+        come (after penctl shortens the timeout, a few attempts may wait up to
+        the old timeout).
+        """
+        self.timer = None
+        connecting = self.connecting
+        now = self.balancer.loop.time()
+        expired = []
+        for connection, deadline in connecting.items():
+            if deadline > now:
+                self.timer = self.balancer.loop.call_at(deadline, self.expire)
+                break
+            expired.append(connection)
+        for connection in expired:
+            del connecting[connection]
+            connection.connect_failed()
+
+    # -- accepting -------------------------------------------------------------------
+
+    def start_accepting(self) -> None:
+        if not self.accepting and self.listener.fileno() >= 0:
+            self.accepting = True
+            self.watch(self.listener.fileno(), EPOLLIN, self.accept)
+
+    def stop(self) -> None:
+        """TERM: close the listening socket; the open connections go on."""
+        self.stop_accepting()
+        self.listener.close()
+
+    def stop_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            fd = self.listener.fileno()
+            self.handlers.pop(fd, None)
+            self.epoll.unregister(fd)
+
+    def accept(self, _events: int) -> None:
+        balancer = self.balancer
+        accept = self.listener._accept  # type: ignore[attr-defined]
+        connections = balancer.connections
+        family = self.family
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                fd, peer = accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    balancer.debug(f"accept: {exc.strerror}; pausing for 0.1 s")
+                    self.stop_accepting()
+                    balancer.loop.call_later(0.1, self.start_accepting)
+                    return
+                continue  # the client gave up already (ECONNABORTED and the like)
+            sock = _NEW_SOCKET(family, _STREAM, 0, fd)
+            if len(connections) >= balancer.conn_max:
+                balancer.refused += 1
+                sock.close()
+                continue
+            RawConnection(self, sock, peer)
+
+    def close(self) -> None:
+        self.stop()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.balancer.loop.remove_reader(self.epoll.fileno())
+        self.epoll.close()
+
+
+class RawConnection(ClientConnection):
+    """One client and its backend: two sockets, two buffers, two masks."""
+
+    __slots__ = (
+        "closed",
+        "connecting",
+        "down",
+        "down_eof",
+        "down_fd",
+        "down_mask",
+        "down_shut",
+        "peer",
+        "relay",
+        "to_down",
+        "to_up",
+        "up",
+        "up_eof",
+        "up_fd",
+        "up_mask",
+        "up_shut",
+    )
+
+    def __init__(self, relay: RawRelay, sock: _socket.socket, peer: object) -> None:
+        balancer = relay.balancer
+        self.relay = relay
+        self.balancer = balancer
+        self.down = sock
+        self.down_fd = sock.fileno()
+        self.down_mask = -1  # not in the epoll set yet: read once the backend answers
+        self.peer = peer
+        if isinstance(peer, tuple):
+            host = peer[0]
+            self.client = host if "." in host and ":" not in host else normalize_ip(host) or host
+        else:  # a Unix socket has no client address
+            self.client = "0.0.0.0"
+        self.up: _socket.socket | None = None
+        self.up_fd = -1
+        self.up_mask = -1
+        self.to_down = b""
+        self.to_up = b""
+        self.down_eof = self.up_eof = self.down_shut = self.up_shut = False
+        self.connecting = False
+        self.closed = False
+        self.head = b""
+        self.first_chunk = True
+        self.http = False
+        self.tried: list[int] = []
+        self.server_index = -1
+        balancer.connections.add(self)
+        if relay.tcp:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connect()
+
+    # -- the backend connection ------------------------------------------------------
+
+    def connect(self) -> None:
+        """Choose a server (not one that failed already) and connect to it."""
+        balancer = self.balancer
+        selector = balancer.selector
+        now = balancer.loop.time()
+        index = selector.choose(self.client, now, self.tried)
+        if index is None:
+            balancer.no_server += 1
+            self.close()
+            return
+        self.server_index = index
+        server = self.server = selector.server(index)
+        self.client_entry = selector.clients.get(self.client) or balancer.orphan_client
+        address = server.address
+        try:
+            up = _NEW_SOCKET(
+                socket.AF_INET6 if ":" in address else socket.AF_INET, _NONBLOCKING_STREAM
+            )
+        except OSError as exc:  # out of descriptors: pen's trouble, not the server's
+            balancer.debug(f"cannot open a socket to server {index}: {exc.strerror}")
+            self.close()
+            return
+        up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.up = up
+        self.up_fd = up.fileno()
+        result = up.connect_ex((address, server.port))
+        if result == errno.EINPROGRESS:
+            self.connecting = True
+            self.up_mask = EPOLLOUT
+            self.relay.watch(self.up_fd, EPOLLOUT, self.on_up)
+            self.relay.connect_deadline(self, now + balancer.timeout)
+        elif result == 0:
+            self.up_mask = 0
+            self.relay.watch(self.up_fd, 0, self.on_up)
+            self.connected()
+        else:
+            self.connect_failed()
+
+    def connect_failed(self) -> None:
+        """Refused or timed out: blacklist the server and try another."""
+        balancer = self.balancer
+        if self.connecting:
+            self.connecting = False
+            self.relay.connecting.pop(self, None)
+        balancer.selector.connect_failed(self.server_index, balancer.loop.time())
+        balancer.debug(f"connect to server {self.server_index} failed: blacklisted")
+        self.tried.append(self.server_index)
+        self.server_index = -1
+        self.relay.forget(self.up)  # type: ignore[arg-type]
+        self.up = None
+        self.up_fd = self.up_mask = -1
+        self.connect()
+
+    def connected(self) -> None:
+        balancer = self.balancer
+        if balancer.proxy_protocol:
+            down = self.down
+            self.send_up(proxy_header(balancer.proxy_protocol, self.peer, down.getsockname()))
+        self.sync()
+
+    # -- events ----------------------------------------------------------------------
+
+    def on_down(self, events: int) -> None:
+        if events & _TROUBLE and self.down_eof and self.trouble(True, events):
+            return
+        if events & EPOLLOUT and self.to_down:
+            self.flush(True)
+        if events & (_READ | _TROUBLE) and not self.down_eof and not self.closed:
+            try:
+                data = self.down.recv(_CHUNK, _RECV_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if data:
+                if (
+                    self.first_chunk
+                    or self.head
+                    or self.balancer.sink is not None
+                    or self.balancer.http
+                ):
+                    self.forward(data)
+                else:  # the fast path: nothing to record or rewrite
+                    size = len(data)
+                    self.server.sent += size
+                    self.client_entry.sent += size
+                    self.send_up(data)
+                if events & EPOLLRDHUP and len(data) < _CHUNK:
+                    self.client_eof()
+            else:
+                self.client_eof()
+        if not self.closed:
+            self.sync()
+
+    def on_up(self, events: int) -> None:
+        if self.connecting:
+            self.connecting = False
+            del self.relay.connecting[self]
+            if self.up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):  # type: ignore[union-attr]
+                self.connect_failed()
+            else:
+                self.connected()
+            return
+        if events & _TROUBLE and self.up_eof and self.trouble(False, events):
+            return
+        if events & EPOLLOUT and self.to_up:
+            self.flush(False)
+        if events & (_READ | _TROUBLE) and not self.up_eof and not self.closed:
+            try:
+                data = self.up.recv(_CHUNK, _RECV_FLAGS)  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if data:
+                size = len(data)
+                self.server.received += size
+                self.client_entry.received += size
+                self.send_down(data)
+                if events & EPOLLRDHUP and size < _CHUNK:
+                    self.server_eof()
+            else:
+                self.server_eof()
+        if not self.closed:
+            self.sync()
+
+    def trouble(self, down: bool, events: int) -> bool:
+        """HUP or ERR on a side already at EOF, which epoll reports whatever the mask.
+
+        An error, or a hang-up with bytes still to send to that side, ends
+        the connection; a plain hang-up takes the side out of the epoll set
+        (it has nothing more to say) so that it cannot wake pen in a loop.
+        Returns True when the event needs no more handling.
+        """
+        if events & select.EPOLLERR or (self.to_down if down else self.to_up):
+            self.close()
+            return True
+        fd = self.down_fd if down else self.up_fd
+        mask = self.down_mask if down else self.up_mask
+        if mask >= 0:
+            self.relay.epoll.unregister(fd)
+        if down:
+            self.down_mask = _DETACHED
+        else:
+            self.up_mask = _DETACHED
+        return True
+
+    def client_eof(self) -> None:
+        self.down_eof = True
+        if self.head:  # the client gave up in the middle of a head: send what it sent
+            head, self.head = self.head, b""
+            self.send_up(head)
+        self.finish()
+
+    def server_eof(self) -> None:
+        self.up_eof = True
+        self.finish()
+
+    def finish(self) -> None:
+        """Pass each side's EOF on once its bytes are out; close when both are done."""
+        if self.closed:
+            return
+        if self.down_eof and self.up_eof and not self.to_down and not self.to_up:
+            self.close()
+            return
+        try:
+            if self.down_eof and not self.to_up and not self.up_shut:
+                self.up_shut = True
+                self.up.shutdown(_SHUT_WR)  # type: ignore[union-attr]
+            if self.up_eof and not self.to_down and not self.down_shut:
+                self.down_shut = True
+                self.down.shutdown(_SHUT_WR)
+        except OSError:
+            self.close()
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send_up(self, data: bytes) -> None:
+        if self.to_up:
+            self.to_up += data
+            return
+        try:
+            sent = self.up.send(data, _SEND_FLAGS)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent < len(data):
+            self.to_up = data[sent:]
+
+    def send_down(self, data: bytes) -> None:
+        if self.to_down:
+            self.to_down += data
+            return
+        try:
+            sent = self.down.send(data, _SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent < len(data):
+            self.to_down = data[sent:]
+
+    def flush(self, down: bool) -> None:
+        """The socket has room again: send what waits for it."""
+        sock, data = (self.down, self.to_down) if down else (self.up, self.to_up)
+        try:
+            sent = sock.send(data, _SEND_FLAGS)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if down:
+            self.to_down = data[sent:]
+        else:
+            self.to_up = data[sent:]
+        if sent == len(data):
+            self.finish()
+
+    def sync(self) -> None:
+        """Bring both epoll masks in line with the state (no system call if unchanged)."""
+        if self.closed:
+            return
+        want_down = 0 if self.down_eof or self.to_up else _READ
+        if self.to_down:
+            want_down |= EPOLLOUT
+        if want_down != self.down_mask and self.down_mask != _DETACHED:
+            if self.down_mask < 0:
+                self.relay.watch(self.down_fd, want_down, self.on_down)
+            else:
+                self.relay.epoll.modify(self.down_fd, want_down)
+            self.down_mask = want_down
+        want_up = 0 if self.up_eof or self.to_down else _READ
+        if self.to_up:
+            want_up |= EPOLLOUT
+        if want_up != self.up_mask and self.up_mask != _DETACHED:
+            self.relay.epoll.modify(self.up_fd, want_up)
+            self.up_mask = want_up
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def upstream_port(self) -> int | None:
+        return int(self.up.getsockname()[1]) if self.up is not None else None
+
+    def status(self) -> tuple[int, int, int, int]:
+        return (self.down_fd, self.up_fd, len(self.to_down), len(self.to_up))
+
+    def close(self) -> None:
+        """Close both sides and give back the server slot.
+
+        Bytes still waiting in pen's buffers (a peer that reset, or TERM's
+        drain running out) are dropped, as closing a transport would not.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        balancer = self.balancer
+        balancer.connections.discard(self)
+        if self.connecting:
+            self.connecting = False
+            del self.relay.connecting[self]
+        if self.server_index >= 0:
+            balancer.selector.release(self.server_index)
+        relay = self.relay
+        relay.forget(self.down)
+        if self.up is not None:
+            relay.forget(self.up)
+        balancer.connection_closed()
