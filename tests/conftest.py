@@ -65,6 +65,20 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         return int(probe.getsockname()[1])
 
 
+def http_get(port: int, path: str, source: str, headers: str = "") -> bytes:
+    """One HTTP/1.0 GET to 127.0.0.1:`port` from the loopback address `source`: the reply.
+
+    `headers` are extra header lines, each ending in CRLF.
+    """
+    request = f"GET {path} HTTP/1.0\r\nHost: farm\r\n{headers}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as client:
+        client.sendall(request)
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+    return reply
+
+
 class Processes:
     """Processes started by a test, stopped by PID (TERM, then KILL) at teardown."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port, require_program, run_tool
+from tests.conftest import Processes, free_port, http_get, require_program, run_tool
 
 BACKEND = "127.0.0.31"
 ZONE = timezone(timedelta(hours=1))  # the backend logs in +0100, pen in Unix time
@@ -78,13 +78,6 @@ def wait_listening(port: int, timeout: float = 10) -> None:
     raise AssertionError(f"nothing listens on port {port}")
 
 
-def get(client: str, port: int, path: str) -> None:
-    with socket.create_connection(("127.0.0.1", port), source_address=(client, 0)) as conn:
-        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: farm\r\n\r\n".encode())
-        while conn.recv(4096):
-            pass
-
-
 def test_c_pen_log_through_our_mergelogs(
     tmp_path: Path, processes: Processes, backend: tuple[int, Path]
 ) -> None:
@@ -98,7 +91,7 @@ def test_c_pen_log_through_our_mergelogs(
     # Popular URLs requested by several clients in the same second.
     plan = [(f"127.0.1.{n % 6 + 1}", ["/", "/popular", f"/page/{n}"][n % 3]) for n in range(30)]
     for client, path in plan:
-        get(client, port, path)
+        http_get(port, path, client)
     process.terminate()
     process.wait(timeout=10)
     records = pen_log.read_text().splitlines()

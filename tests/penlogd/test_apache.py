@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, Processes, free_port, require_program, tool_argv
+from tests.conftest import (
+    REPO_ROOT,
+    Processes,
+    free_port,
+    http_get,
+    require_program,
+    tool_argv,
+)
 from tests.penlogd.apache import Apache
 from tests.penlogd.live import Penlogd, wait_until
 
@@ -41,15 +48,6 @@ def penlog_wrapper(directory: Path, port: int, source: str) -> Path:
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
-
-
-def http_get(port: int, path: str, source: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as client:
-        client.sendall(f"GET {path} HTTP/1.0\r\nHost: farm\r\nX-Who: {source}\r\n\r\n".encode())
-        data = b""
-        while chunk := client.recv(65536):
-            data += chunk
-    return data
 
 
 def balancer_argv(kind: str, log_port: int, listen: int, backends: list[str]) -> list[str]:
@@ -99,7 +97,7 @@ def test_every_request_gets_its_true_client(
     requests = [(client, f"/index.html?who={client}") for client in CLIENTS]
     requests += [(client, "/") for client in CLIENTS]
     for client, path in requests:
-        assert http_get(listen, path, client).startswith(b"HTTP/1.1 200")
+        assert http_get(listen, path, client, f"X-Who: {client}\r\n").startswith(b"HTTP/1.1 200")
     wait_until(lambda: len(daemon.lines()) >= len(requests), timeout=20, what="all lines")
     for apache in apaches:
         apache.stop()

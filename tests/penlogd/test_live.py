@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port, require_program, run_tool
+from tests.conftest import Processes, free_port, http_get, require_program, run_tool
 from tests.penlogd.live import (
     Penlogd,
     clients,
@@ -127,15 +127,6 @@ class Backend:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def http_get(port: int, path: str, source: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as client:
-        client.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
-        data = b""
-        while chunk := client.recv(4096):
-            data += chunk
-    return data
 
 
 def test_the_c_pen_to_our_penlogd(processes: Processes, tmp_path: Path) -> None:
