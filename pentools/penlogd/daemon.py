@@ -6,7 +6,8 @@ import os
 import pwd
 import sys
 
-from pentools.core.errors import OutputFileError, PentoolsError
+from pentools.core.errors import PentoolsError
+from pentools.core.output import atomic_output
 
 
 class PrivilegeError(PentoolsError):
@@ -34,11 +35,9 @@ def detach(keep_stdout: bool) -> None:
 
 
 def write_pidfile(path: str) -> None:
-    try:
-        with open(path, "w") as stream:
-            stream.write(f"{os.getpid()}\n")
-    except OSError as exc:
-        raise OutputFileError(path, exc.strerror or str(exc)) from None
+    """Write our PID whole or not at all: a reader never sees an empty PID file."""
+    with atomic_output(path) as stream:
+        stream.write(f"{os.getpid()}\n".encode("ascii"))
 
 
 def remove_pidfile(path: str) -> str | None:
