@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +115,28 @@ def processes() -> Iterator[Processes]:
         yield started
     finally:
         started.stop_all()
+
+
+@pytest.fixture
+def daemon_pidfiles() -> Iterator[list[Path]]:
+    """PID files of the daemons a test starts (they are not our children).
+
+    A daemon whose PID file is still there when the test ends, because the
+    test failed before stopping it, is stopped by that PID (TERM, then KILL).
+    """
+    pidfiles: list[Path] = []
+    yield pidfiles
+    for pidfile in pidfiles:
+        try:
+            pid = int(pidfile.read_text())
+        except (OSError, ValueError):
+            continue  # gone: the daemon removed it at a clean exit
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            for _ in range(100):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.05)

@@ -296,10 +296,11 @@ def test_control_port_as_root_needs_u() -> None:
 
 
 def test_daemon_mode_writes_pid_file_and_stops_on_term(
-    processes: Processes, tmp_path: Path
+    processes: Processes, tmp_path: Path, daemon_pidfiles: list[Path]
 ) -> None:
     servers = backends(processes, 1)
     port, pidfile = free_port(PEN_HOST), tmp_path / "pen.pid"
+    daemon_pidfiles.append(pidfile)
     result = run_tool("pen", "-p", str(pidfile), f"{PEN_HOST}:{port}", *servers)
     assert result.returncode == 0  # the foreground part returns once pen is in the background
     deadline = time.monotonic() + 10

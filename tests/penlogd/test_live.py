@@ -234,9 +234,12 @@ def test_a_port_in_use_is_an_error(processes: Processes, tmp_path: Path) -> None
     assert result.returncode != 0 and b"in use" in result.stderr
 
 
-def test_it_detaches_without_f_and_cleans_up_on_term(tmp_path: Path) -> None:
+def test_it_detaches_without_f_and_cleans_up_on_term(
+    tmp_path: Path, daemon_pidfiles: list[Path]
+) -> None:
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
     pidfile, logfile = tmp_path / "d.pid", tmp_path / "d.log"
+    daemon_pidfiles.append(pidfile)
     started = run_tool("penlogd", "-p", str(pidfile), "-l", str(logfile), str(port), timeout=20)
     assert started.returncode == 0, started.stderr
     wait_until(pidfile.exists, what="the PID file")
