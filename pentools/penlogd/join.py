@@ -52,9 +52,9 @@ class JoinCounters:
     records: int = 0  # balancer records accepted
     refused: int = 0  # records from an address not given with --balancer
     lines: int = 0  # web lines written
-    matched: int = 0  # ... with a client from a record
+    matched: int = 0  # ... with a client from a record (the engine's count)
     waited: int = 0  # ... that had to wait for their record
-    unmatched: int = 0  # ... written unchanged
+    unmatched: int = 0  # ... parsed, but no record matched (the engine's count)
     malformed: int = 0  # empty datagrams, bad records, lines not in the log format
     expired: int = 0  # records never claimed by a line
 
@@ -188,7 +188,7 @@ class LiveJoin:
         line = self._format.parse(text)
         if line is None:
             self.counters.malformed += 1
-            self._write(text, None)
+            self._write(text)
             return
         key = line.request_key()
         if self.config.wait <= 0 or self.engine.has_candidates(server, key):
@@ -220,21 +220,20 @@ class LiveJoin:
             del self._waiting_by_key[queue_key]
 
     def _write_line(self, line: AccessLine, client: str | None) -> None:
-        if client is None:
-            self._write(line.text, None)
-        else:
-            self._write(line.with_client(client), client)
+        self._write(line.text if client is None else line.with_client(client))
 
-    def _write(self, text: str, client: str | None) -> None:
-        counters = self.counters
-        counters.lines += 1
-        if client is None:
-            counters.unmatched += 1
-        else:
-            counters.matched += 1
+    def _write(self, text: str) -> None:
+        self.counters.lines += 1
         self._output.append((text + "\n").encode("latin-1"))
 
     def sync_counters(self) -> JoinCounters:
-        """The counters, with the engine's expired records brought up to date."""
-        self.counters.expired = self.engine.stats.records_expired
+        """The counters, with the join's own accounting taken from the shared engine.
+
+        Matched and unmatched are what the engine decided, as in mergelogs'
+        report; a malformed line never reaches it and counts as malformed only.
+        """
+        stats = self.engine.stats
+        self.counters.matched = stats.attributed
+        self.counters.unmatched = stats.unmatched
+        self.counters.expired = stats.records_expired
         return self.counters

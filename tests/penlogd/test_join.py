@@ -155,3 +155,19 @@ def test_any_datagrams_never_crash_and_lines_are_written_once(
     web_lines = [d for d, _ in datagrams if d.strip() and not d.startswith(b"+")]
     assert len(output) == len(web_lines)
     assert all(entry.count(b"\n") == 1 and entry.endswith(b"\n") for entry in output)
+
+
+def test_malformed_lines_are_not_counted_unmatched_too() -> None:
+    """The join's counts are the engine's, as in mergelogs: a malformed line is only malformed."""
+    join = LiveJoin(JoinConfig(wait=0))
+    join.receive(record("10.0.0.1"), PEN, 1.0)
+    join.receive(line(), WEB, 1.1)
+    join.receive(b"not a log line\n", WEB, 1.2)
+    join.receive(line("/nobody"), WEB, 1.3)
+    counters = join.sync_counters()
+    assert (counters.lines, counters.matched, counters.unmatched, counters.malformed) == (
+        3,
+        1,
+        1,
+        1,
+    )
