@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apache import Apache
 from tests.conftest import Processes, free_port, require_program, run_tool
 from tests.pen.support import as_root_args, http_get, start_backend, start_pen, wait_bound
 
@@ -23,77 +24,15 @@ APACHE_HOST = "127.0.50.2"
 LOG_HOST = "127.0.50.9"
 CLIENTS = ("127.0.51.1", "127.0.51.2", "127.0.51.3")
 
-APACHE_CONF = """
-ServerRoot {root}
-PidFile {root}/httpd.pid
-Listen {host}:{port}
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
-User nobody
-Group nogroup
-ServerName {host}
-DocumentRoot {root}/htdocs
-ErrorLog {root}/error.log
-LogFormat "%h %l %u %t \\"%r\\" %>s %b" common
-CustomLog {root}/access.log common
-{extra}
-"""
-
 
 def start_apache(
-    processes: Processes, root: Path, extra: str = "", env: dict[str, str] | None = None
-) -> tuple[int, Path]:
-    """A private Apache instance on APACHE_HOST; returns its port and access log."""
-    apache = require_program("apache2")
-    root.mkdir()
-    (root / "htdocs").mkdir()
-    for path in (root, root / "htdocs"):
-        path.chmod(0o755)
-    port = free_port(APACHE_HOST)
-    conf = root / "httpd.conf"
-    conf.write_text(APACHE_CONF.format(root=root, host=APACHE_HOST, port=port, extra=extra))
-    result = subprocess.run([apache, "-f", str(conf), "-k", "start"], capture_output=True, env=env)
-    assert result.returncode == 0, result.stderr
-    pid = int(_wait_for(root / "httpd.pid").read_text())
-    processes.started.append(_Pid(pid))  # type: ignore[arg-type]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((APACHE_HOST, port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return port, root / "access.log"
-
-
-class _Pid:
-    """A process we did not start with Popen (Apache daemonizes), stopped by its PID."""
-
-    stdout = stderr = stdin = None
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-
-    def poll(self) -> int | None:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return 0
-        return None
-
-    def send_signal(self, signum: int) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signum)
-
-    def wait(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return 0
-
-    def kill(self) -> None:
-        self.send_signal(9)
+    request: pytest.FixtureRequest, root: Path, custom_log: str, env: dict[str, str] | None = None
+) -> Apache:
+    """A private Apache on APACHE_HOST in common format, stopped when the test ends."""
+    apache = Apache(require_program("apache2"), root, APACHE_HOST, custom_log, env=env)
+    request.addfinalizer(apache.stop)
+    apache.start()
+    return apache
 
 
 def _wait_for(path: Path, count: int = 1, timeout: float = 10) -> Path:
@@ -117,15 +56,16 @@ def _requests(port: int) -> list[tuple[str, str]]:
 
 
 def test_c_penlogd_joins_our_records_with_apache_lines(
-    processes: Processes, tmp_path: Path
+    processes: Processes, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     penlogd, penlog = require_program("penlogd"), require_program("penlog")
     log_port = free_port("0.0.0.0", socket.SOCK_DGRAM)
     merged = tmp_path / "merged.log"
     penlogd_process = processes.start([penlogd, "-f", "-l", str(merged), str(log_port)])
     wait_bound("0.0.0.0", log_port, penlogd_process, socket.SOCK_DGRAM)
-    extra = f'CustomLog "|{penlog} {LOG_HOST} {log_port} {APACHE_HOST}" common'
-    apache_port, _ = start_apache(processes, tmp_path / "apache", extra)
+    apache = start_apache(
+        request, tmp_path / "apache", f"|{penlog} {LOG_HOST} {log_port} {APACHE_HOST}"
+    )
     port = free_port(PEN_HOST)
     start_pen(
         processes,
@@ -134,7 +74,7 @@ def test_c_penlogd_joins_our_records_with_apache_lines(
         "-l",
         f"{LOG_HOST}:{log_port}",
         "--",
-        f"{APACHE_HOST}:{apache_port}",
+        f"{APACHE_HOST}:{apache.port}",
     )
     asked = _requests(port)
     # The C penlogd writes through stdio and flushes only when it closes the file:
@@ -151,16 +91,17 @@ def test_c_penlogd_joins_our_records_with_apache_lines(
 
 
 def test_c_mergelogs_joins_our_local_log_with_apache_log(
-    processes: Processes, tmp_path: Path
+    processes: Processes, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     mergelogs = require_program("mergelogs")
     # The C mergelogs reads time stamps as local time and ignores their zone
     # (SPEC §4): it only joins correctly when the logs and its zone are UTC.
     utc = dict(os.environ, TZ="UTC")
-    apache_port, access_log = start_apache(processes, tmp_path / "apache", env=utc)
+    access_log = tmp_path / "apache" / "access.log"
+    apache = start_apache(request, tmp_path / "apache", str(access_log), env=utc)
     pen_log = tmp_path / "pen.log"
     port = free_port(PEN_HOST)
-    start_pen(processes, PEN_HOST, port, "-l", str(pen_log), "--", f"{APACHE_HOST}:{apache_port}")
+    start_pen(processes, PEN_HOST, port, "-l", str(pen_log), "--", f"{APACHE_HOST}:{apache.port}")
     asked = _requests(port)
     _wait_for(access_log, len(asked))
     _wait_for(pen_log, len(asked))

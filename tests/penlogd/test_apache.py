@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apache import Apache
 from tests.conftest import (
     REPO_ROOT,
     Processes,
@@ -23,7 +24,6 @@ from tests.conftest import (
     require_program,
     tool_argv,
 )
-from tests.penlogd.apache import Apache
 from tests.penlogd.live import Penlogd, wait_until
 
 WEB_SERVERS = ("127.0.0.11", "127.0.0.12")

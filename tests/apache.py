@@ -29,8 +29,10 @@ class Apache:
         address: str,
         custom_log: str,
         log_format: str = '%h %l %u %t \\"%r\\" %>s %b',
+        env: dict[str, str] | None = None,
     ) -> None:
         self.address = address
+        self.env = env  # e.g. a TZ for the zone of its %t
         with socket.socket() as probe:
             probe.bind((address, 0))
             self.port = probe.getsockname()[1]
@@ -69,7 +71,10 @@ CustomLog "{custom_log}" piped
 
     def start(self) -> None:
         result = subprocess.run(
-            [self.apache2, "-f", str(self.config), "-k", "start"], capture_output=True, timeout=30
+            [self.apache2, "-f", str(self.config), "-k", "start"],
+            capture_output=True,
+            timeout=30,
+            env=self.env,
         )
         assert result.returncode == 0, result.stderr + self.errors()
         deadline = time.monotonic() + 15
