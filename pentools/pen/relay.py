@@ -13,6 +13,11 @@ keep working beside it.
 Flow control is the original pen's: while bytes for one side wait in pen's
 buffer, pen stops reading the other side.  The client is read only once
 the backend connection is made, so its first bytes wait in the kernel.
+
+Each event handler starts with the common case of an established
+connection (readable, nothing buffered, nothing to record or rewrite):
+one read into a shared buffer, one write, no allocation, no epoll change.
+Everything else takes the general path below it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import _socket
 import asyncio
 import errno
+import os
 import select
 import socket
 import sys
@@ -56,6 +62,15 @@ _SHUT_WR = socket.SHUT_WR
 _STREAM = socket.SOCK_STREAM
 _NONBLOCKING_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _NEW_SOCKET = _socket.socket
+#: The buffer of the fast path, shared by every connection: each read is
+#: sent on (or copied out) before the next one.
+_VIEW = memoryview(bytearray(_CHUNK))
+_BUFFERS = [_VIEW]
+#: The fast path reads and writes the descriptors with os.readv/os.write:
+#: their argument parsing costs less than socket methods' (~0.3 us a call),
+#: the sockets are non-blocking and SIGPIPE is ignored (Python's default).
+_READV = os.readv
+_WRITE = os.write
 
 
 class RawRelay:
@@ -215,6 +230,7 @@ class RawConnection(ClientConnection):
         "down_mask",
         "down_shut",
         "peer",
+        "plain",
         "relay",
         "to_down",
         "to_up",
@@ -246,12 +262,14 @@ class RawConnection(ClientConnection):
         self.down_eof = self.up_eof = self.down_shut = self.up_shut = False
         self.connecting = False
         self.closed = False
+        self.plain = False
         self.head = b""
         self.first_chunk = True
         self.http = False
         self.tried: list[int] = []
         self.server_index = -1
         balancer.connections.add(self)
+        sock.setblocking(False)  # accept4 does not pass O_NONBLOCK on
         if relay.tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connect()
@@ -321,6 +339,37 @@ class RawConnection(ClientConnection):
     # -- events ----------------------------------------------------------------------
 
     def on_down(self, events: int) -> None:
+        if (
+            events == EPOLLIN
+            and self.plain
+            and not self.to_up
+            and self.balancer.sink is None
+            and not self.balancer.http
+        ):  # the common case, kept short: bytes from the client, nothing waiting
+            try:
+                size = _READV(self.down_fd, _BUFFERS)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if size:
+                self.server.sent += size
+                self.client_entry.sent += size
+                try:
+                    sent = _WRITE(self.up_fd, _VIEW[:size])
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    self.close()
+                    return
+                if sent == size:
+                    return
+                self.to_up = _VIEW[sent:size].tobytes()
+            else:
+                self.client_eof()
+            self.sync()
+            return
         if events & _TROUBLE and self.down_eof and self.trouble(True, events):
             return
         if events & EPOLLOUT and self.to_down:
@@ -334,18 +383,8 @@ class RawConnection(ClientConnection):
                 self.close()
                 return
             if data:
-                if (
-                    self.first_chunk
-                    or self.head
-                    or self.balancer.sink is not None
-                    or self.balancer.http
-                ):
-                    self.forward(data)
-                else:  # the fast path: nothing to record or rewrite
-                    size = len(data)
-                    self.server.sent += size
-                    self.client_entry.sent += size
-                    self.send_up(data)
+                self.forward(data)
+                self.plain = not self.first_chunk and not self.head
                 if events & EPOLLRDHUP and len(data) < _CHUNK:
                     self.client_eof()
             else:
@@ -354,6 +393,32 @@ class RawConnection(ClientConnection):
             self.sync()
 
     def on_up(self, events: int) -> None:
+        if events == EPOLLIN and not self.to_down and not self.connecting:
+            # the common case, kept short: bytes from the server, nothing waiting
+            try:
+                size = _READV(self.up_fd, _BUFFERS)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if size:
+                self.server.received += size
+                self.client_entry.received += size
+                try:
+                    sent = _WRITE(self.down_fd, _VIEW[:size])
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    self.close()
+                    return
+                if sent == size:
+                    return
+                self.to_down = _VIEW[sent:size].tobytes()
+            else:
+                self.server_eof()
+            self.sync()
+            return
         if self.connecting:
             self.connecting = False
             del self.relay.connecting[self]
