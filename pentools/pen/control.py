@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 _LINE_LIMIT = 4096
 
 _SWITCHES = ("hash", "roundrobin", "stubborn", "weight", "prio")
+#: The commands that take a ``no`` in front (besides the switches).
+_NEGATABLE = ("http", "log", "web_stats", "ascii", "tcp_nodelay")
+_FASTCLOSE = ("off", "up", "down", "both")
+#: The original's ways of waiting for events: pen always uses epoll (through
+#: its event loop), so choosing one is accepted and changes nothing.
+_EVENT_MECHANISMS = ("epoll", "poll", "select")
+#: A connection's state in ``connection N``, as bits (the original's shape):
+#: 1 connecting to the server, 2 connected, 4 the server closed its side,
+#: 8 the client closed its side.
+_CONNECTING, _CONNECTED, _SERVER_CLOSED, _CLIENT_CLOSED = 1, 2, 4, 8
 
 
 class CommandError(PentoolsError, ValueError):
@@ -72,7 +82,7 @@ class Controller:
         handler = getattr(self, f"_cmd_{name}", None)
         if name in _SWITCHES:
             return self._switch(name, not negate)
-        if handler is None or (negate and name not in ("http", "log", "web_stats")):
+        if handler is None or (negate and name not in _NEGATABLE):
             raise CommandError(f"ignoring command starting with '{words[0]}'")
         if negate:
             return handler(None, negate=True)  # type: ignore[no-any-return]
@@ -138,6 +148,32 @@ class Controller:
             self.balancer.conn_max = count
         return f"{self.balancer.conn_max}\n"
 
+    def _cmd_idle_timeout(self, value: str | None = None) -> str:
+        if value is not None:
+            self.balancer.set_idle_timeout(_int(value, "idle timeout"))
+        return f"Idle timeout: {self.balancer.idle_timeout} seconds\n"
+
+    def _cmd_tcp_fastclose(self, value: str | None = None) -> str:
+        if value is None:
+            return "do_cmd: ignoring tcp_fastclose without argument\n"
+        if value not in _FASTCLOSE:
+            raise CommandError(f"tcp_fastclose takes {'|'.join(_FASTCLOSE)}, not {value!r}")
+        self.balancer.fastclose = value
+        return ""
+
+    def _cmd_tcp_nodelay(self, *_: object, negate: bool = False) -> str:
+        self.balancer.tcp_nodelay = not negate  # for connections opened from now on
+        return ""
+
+    def _cmd_ascii(self, *_: object, negate: bool = False) -> str:
+        self.balancer.ascii_dumps = not negate
+        return ""
+
+    def _cmd_epoll(self) -> str:
+        return ""
+
+    _cmd_poll = _cmd_select = _cmd_epoll
+
     def _cmd_debug(self, value: str | None = None) -> str:
         if value is None:
             return f"{self.balancer.debug_level}\n"
@@ -174,6 +210,59 @@ class Controller:
 
     def _cmd_status(self) -> str:
         return render_status(self.balancer)
+
+    # -- single connections -------------------------------------------------------------
+
+    def _connection_number(self, text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise CommandError(f"connection number must be a whole number, not {text!r}") from None
+
+    def _cmd_connection(self, text: str) -> str:
+        number = self._connection_number(text)
+        if not 0 <= number < self.balancer.conn_max:
+            return f"Connection {number} out of range\n"
+        connection = self.balancer.connections.get(number)
+        if connection is None:  # a free slot, as the original shows it
+            return (
+                f"Connection {number}:\nstate = 0\ndownfd = -1, upfd = -1\n"
+                f"client = -1, server = -1\npend = 0\n"
+            )
+        down_fd, up_fd, to_client, to_server = connection.status()
+        if connection.connecting_now():
+            state = _CONNECTING
+        else:
+            server_closed, client_closed = connection.closed_sides()
+            state = _CONNECTED
+            state |= _SERVER_CLOSED if server_closed else 0
+            state |= _CLIENT_CLOSED if client_closed else 0
+        clients = list(self.balancer.selector.clients)  # the status page's client numbers
+        client = clients.index(connection.client) if connection.client in clients else -1
+        return (
+            f"Connection {number}:\nstate = {state}\ndownfd = {down_fd}, upfd = {up_fd}\n"
+            f"client = {client}, server = {connection.server_index}\n"
+            f"pend = {to_client + to_server}\n"
+        )
+
+    def _cmd_socket(self, text: str) -> str:
+        fd = self._connection_number(text)
+        owner = next(
+            (
+                number
+                for number, connection in self.balancer.connections.items()
+                if fd in connection.status()[:2]
+            ),
+            -1,
+        )
+        return f"Socket {fd} belongs to connection {owner}\n"
+
+    def _cmd_close(self, text: str) -> str:
+        number = self._connection_number(text)
+        connection = self.balancer.connections.get(number)
+        if connection is not None:
+            connection.close()
+        return f"Forcibly closing connection {number}\n"
 
     # -- files -----------------------------------------------------------------------------
 
@@ -225,6 +314,7 @@ class Controller:
         def flag(name: str, value: bool) -> None:
             lines.append(name if value else f"no {name}")
 
+        flag("ascii", balancer.ascii_dumps)
         lines.append(f"blacklist {int(policy.blacklist)}")
         lines.append(f"debug {balancer.debug_level}")
         flag("hash", policy.hash)
@@ -237,6 +327,9 @@ class Controller:
                 f"hard {s.hard} weight {s.weight} prio {s.prio}"
             )
         flag("stubborn", policy.stubborn)
+        lines.append(f"idle_timeout {balancer.idle_timeout}")
+        lines.append(f"tcp_fastclose {balancer.fastclose}")
+        flag("tcp_nodelay", balancer.tcp_nodelay)
         lines.append(f"timeout {balancer.timeout:g}")
         lines.append(f"tracking {int(policy.tracking)}")
         webstats = balancer.webstats

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,13 @@ def _buffered(transport: asyncio.BaseTransport) -> int:
         return 0
 
 
+def _nagle_on(transport: asyncio.BaseTransport) -> None:
+    """penctl ``no tcp_nodelay``: undo asyncio's TCP_NODELAY on this connection."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+
+
 class Upstream(asyncio.Protocol):
     """pen's connection to a backend: relays its bytes to the client."""
 
@@ -119,6 +127,8 @@ class Upstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         down = self.down
+        down.active = True
+        down.balancer.dump(down, False, data)
         down.transport.write(data)
         size = len(data)
         down.server.received += size
@@ -146,12 +156,15 @@ class ClientConnection:
     """
 
     __slots__ = (
+        "active",
         "balancer",
         "client",
         "client_entry",
         "first_chunk",
         "head",
         "http",
+        "number",
+        "quiet_since",
         "server",
         "server_index",
         "tried",
@@ -166,6 +179,11 @@ class ClientConnection:
     server: Server
     server_index: int
     tried: list[int]
+    #: Set by `Balancer.add_connection`: the connection's number, whether a
+    #: byte was read since the last idle check, and since when it is quiet.
+    number: int
+    active: bool
+    quiet_since: float
 
     def send_up(self, data: bytes) -> None:
         raise NotImplementedError
@@ -179,6 +197,14 @@ class ClientConnection:
 
     def close(self) -> None:
         """Close both sides and give back the server slot."""
+        raise NotImplementedError
+
+    def connecting_now(self) -> bool:
+        """Whether the backend connection is still being made."""
+        raise NotImplementedError
+
+    def closed_sides(self) -> tuple[bool, bool]:
+        """Whether the server and the client have closed their sides."""
         raise NotImplementedError
 
     def forward(self, data: bytes) -> None:
@@ -205,6 +231,7 @@ class ClientConnection:
         size = len(data)
         self.server.sent += size
         self.client_entry.sent += size
+        balancer.dump(self, True, data)
         self.send_up(data)
 
     def record(self, data: bytes) -> None:
@@ -266,7 +293,9 @@ class Downstream(ClientConnection, asyncio.Protocol):
             transport.abort()  # type: ignore[attr-defined]
             self.closed = True
             return
-        balancer.connections.add(self)
+        balancer.add_connection(self)
+        if not balancer.tcp_nodelay:
+            _nagle_on(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client = normalize_ip(peer[0]) or peer[0]
@@ -314,6 +343,8 @@ class Downstream(ClientConnection, asyncio.Protocol):
             balancer.selector.release(self.server_index)
             return
         self.up = transport
+        if not balancer.tcp_nodelay:
+            _nagle_on(transport)
         if balancer.proxy_protocol:
             client = self.transport
             transport.write(
@@ -333,6 +364,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
             self.client_eof_to_server()
 
     def data_received(self, data: bytes) -> None:
+        self.active = True
         up = self.up
         if up is None:
             self.pending.append(data)
@@ -341,7 +373,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
                 self.pause_client()
             return
         balancer = self.balancer
-        if self.first_chunk or balancer.sink is not None or balancer.http or self.head:
+        if self.first_chunk or not balancer.plain or self.head:
             self.forward(data)
             return
         # the fast path: nothing to record or rewrite, just relay and count
@@ -366,8 +398,17 @@ class Downstream(ClientConnection, asyncio.Protocol):
             _buffered(up) if up else 0,
         )
 
+    def connecting_now(self) -> bool:
+        return self.connect_task is not None
+
+    def closed_sides(self) -> tuple[bool, bool]:
+        return self.server_done, self.client_done
+
     def eof_received(self) -> bool:
         self.client_done = True
+        if self.balancer.fastclose in ("down", "both"):
+            self.close()  # tcp_fastclose: the client's close ends it all
+            return False
         if self.up is not None:
             if self.head:  # the client gave up in the middle of a head: send what it sent
                 self.up.write(self.head)
@@ -400,7 +441,8 @@ class Downstream(ClientConnection, asyncio.Protocol):
 
     def upstream_eof(self) -> bool:
         self.server_done = True
-        if self.client_done or not self.transport.can_write_eof():
+        fastclose = self.balancer.fastclose in ("up", "both")
+        if fastclose or self.client_done or not self.transport.can_write_eof():
             self.close()
             return False
         self.transport.write_eof()
@@ -428,7 +470,6 @@ class Downstream(ClientConnection, asyncio.Protocol):
             return
         self.closed = True
         balancer = self.balancer
-        balancer.connections.discard(self)
         if self.connect_task is not None:
             self.connect_task.cancel()  # connected() gives the server slot back
         elif self.server_index >= 0:
@@ -436,4 +477,4 @@ class Downstream(ClientConnection, asyncio.Protocol):
         self.transport.close()
         if self.up is not None:
             self.up.close()
-        balancer.connection_closed()
+        balancer.remove_connection(self)

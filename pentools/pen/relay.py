@@ -230,8 +230,8 @@ class RawConnection(ClientConnection):
         "down_mask",
         "down_shut",
         "peer",
-        "plain",
         "relay",
+        "settled",
         "to_down",
         "to_up",
         "up",
@@ -262,15 +262,15 @@ class RawConnection(ClientConnection):
         self.down_eof = self.up_eof = self.down_shut = self.up_shut = False
         self.connecting = False
         self.closed = False
-        self.plain = False
+        self.settled = False  # past the first chunk, no head held back
         self.head = b""
         self.first_chunk = True
         self.http = False
         self.tried: list[int] = []
         self.server_index = -1
-        balancer.connections.add(self)
+        balancer.add_connection(self)
         sock.setblocking(False)  # accept4 does not pass O_NONBLOCK on
-        if relay.tcp:
+        if relay.tcp and balancer.tcp_nodelay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connect()
 
@@ -298,7 +298,8 @@ class RawConnection(ClientConnection):
             balancer.debug(f"cannot open a socket to server {index}: {exc.strerror}")
             self.close()
             return
-        up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if balancer.tcp_nodelay:
+            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.up = up
         self.up_fd = up.fileno()
         result = up.connect_ex((address, server.port))
@@ -339,13 +340,8 @@ class RawConnection(ClientConnection):
     # -- events ----------------------------------------------------------------------
 
     def on_down(self, events: int) -> None:
-        if (
-            events == EPOLLIN
-            and self.plain
-            and not self.to_up
-            and self.balancer.sink is None
-            and not self.balancer.http
-        ):  # the common case, kept short: bytes from the client, nothing waiting
+        if events == EPOLLIN and self.settled and not self.to_up and self.balancer.plain:
+            # the common case, kept short: bytes from the client, nothing waiting
             try:
                 size = _READV(self.down_fd, _BUFFERS)
             except (BlockingIOError, InterruptedError):
@@ -354,6 +350,7 @@ class RawConnection(ClientConnection):
                 self.close()
                 return
             if size:
+                self.active = True
                 self.server.sent += size
                 self.client_entry.sent += size
                 try:
@@ -383,8 +380,9 @@ class RawConnection(ClientConnection):
                 self.close()
                 return
             if data:
+                self.active = True
                 self.forward(data)
-                self.plain = not self.first_chunk and not self.head
+                self.settled = not self.first_chunk and not self.head
                 if events & EPOLLRDHUP and len(data) < _CHUNK:
                     self.client_eof()
             else:
@@ -393,7 +391,7 @@ class RawConnection(ClientConnection):
             self.sync()
 
     def on_up(self, events: int) -> None:
-        if events == EPOLLIN and not self.to_down and not self.connecting:
+        if events == EPOLLIN and not self.to_down and not self.connecting and self.balancer.plain:
             # the common case, kept short: bytes from the server, nothing waiting
             try:
                 size = _READV(self.up_fd, _BUFFERS)
@@ -403,6 +401,7 @@ class RawConnection(ClientConnection):
                 self.close()
                 return
             if size:
+                self.active = True
                 self.server.received += size
                 self.client_entry.received += size
                 try:
@@ -440,9 +439,11 @@ class RawConnection(ClientConnection):
                 self.close()
                 return
             if data:
+                self.active = True
                 size = len(data)
                 self.server.received += size
                 self.client_entry.received += size
+                self.balancer.dump(self, False, data)
                 self.send_down(data)
                 if events & EPOLLRDHUP and size < _CHUNK:
                     self.server_eof()
@@ -474,6 +475,8 @@ class RawConnection(ClientConnection):
 
     def client_eof(self) -> None:
         self.down_eof = True
+        if self.balancer.fastclose in ("down", "both"):
+            self.up_eof = True  # tcp_fastclose: the client's close ends it all
         if self.head:  # the client gave up in the middle of a head: send what it sent
             head, self.head = self.head, b""
             self.send_up(head)
@@ -481,6 +484,8 @@ class RawConnection(ClientConnection):
 
     def server_eof(self) -> None:
         self.up_eof = True
+        if self.balancer.fastclose in ("up", "both"):
+            self.down_eof = True  # tcp_fastclose: the server's close ends it all
         self.finish()
 
     def finish(self) -> None:
@@ -575,6 +580,12 @@ class RawConnection(ClientConnection):
     def status(self) -> tuple[int, int, int, int]:
         return (self.down_fd, self.up_fd, len(self.to_down), len(self.to_up))
 
+    def connecting_now(self) -> bool:
+        return self.connecting
+
+    def closed_sides(self) -> tuple[bool, bool]:
+        return self.up_eof, self.down_eof
+
     def close(self) -> None:
         """Close both sides and give back the server slot.
 
@@ -585,7 +596,6 @@ class RawConnection(ClientConnection):
             return
         self.closed = True
         balancer = self.balancer
-        balancer.connections.discard(self)
         if self.connecting:
             self.connecting = False
             del self.relay.connecting[self]
@@ -595,4 +605,4 @@ class RawConnection(ClientConnection):
         relay.forget(self.down)
         if self.up is not None:
             relay.forget(self.up)
-        balancer.connection_closed()
+        balancer.remove_connection(self)

@@ -110,7 +110,7 @@ def render_status(balancer: Balancer) -> str:
             ]
         )
     )
-    for index, connection in enumerate(list(balancer.connections)):
+    for index, connection in sorted(balancer.connections.items()):
         down_fd, up_fd, to_client, to_server = connection.status()
         parts.append(
             _row(

@@ -105,3 +105,58 @@ def test_status_page_has_the_three_tables(controller: Controller) -> None:
     assert "2 servers, 0 current<p>" in page
     assert "<h2>Active clients</h2>Max number of clients: 2048<p>" in page
     assert "Number of connections: 500 max, 0 used" in page
+
+
+def test_connection_settings_and_write(controller: Controller, tmp_path: Path) -> None:
+    balancer = controller.balancer
+    assert controller.execute("idle_timeout 5") == "Idle timeout: 5 seconds\n"
+    assert controller.execute("tcp_fastclose both") == ""
+    assert controller.execute("no tcp_nodelay") == ""
+    assert controller.execute("ascii") == ""
+    for mechanism in ("epoll", "poll", "select"):  # pen always uses epoll: accepted as is
+        assert controller.execute(mechanism) == ""
+    with pytest.raises(CommandError):
+        controller.execute("tcp_fastclose sideways")
+    with pytest.raises(CommandError):
+        controller.execute("idle_timeout -1")
+    saved = tmp_path / "pen.cfg"
+    controller.execute(f"write {saved}")
+    text = saved.read_text()
+    for line in ("idle_timeout 5", "tcp_fastclose both", "no tcp_nodelay", "\nascii\n"):
+        assert line in text
+    controller.execute("idle_timeout 0")
+    controller.execute("tcp_fastclose off")
+    controller.execute("tcp_nodelay")
+    controller.execute("no ascii")
+    controller.execute(f"include {saved}")
+    assert (balancer.idle_timeout, balancer.fastclose) == (5, "both")
+    assert not balancer.tcp_nodelay and balancer.ascii_dumps
+    balancer.set_idle_timeout(0)
+
+
+def test_connection_commands_without_connections(controller: Controller) -> None:
+    assert controller.execute("connection 3") == (
+        "Connection 3:\nstate = 0\ndownfd = -1, upfd = -1\nclient = -1, server = -1\npend = 0\n"
+    )
+    assert controller.execute("connection 500") == "Connection 500 out of range\n"
+    assert controller.execute("socket 7") == "Socket 7 belongs to connection -1\n"
+    assert controller.execute("close 2") == "Forcibly closing connection 2\n"
+    with pytest.raises(CommandError):
+        controller.execute("close two")
+
+
+def test_plain_follows_log_http_and_debug(controller: Controller, tmp_path: Path) -> None:
+    """The relay's short path is off whenever bytes must be looked at."""
+    balancer = controller.balancer
+    assert balancer.plain
+    controller.execute("http")
+    assert not balancer.plain
+    controller.execute("no http")
+    controller.execute("debug 2")
+    assert not balancer.plain
+    controller.execute("debug 1")
+    assert balancer.plain
+    controller.execute(f"log {tmp_path / 'pen.log'}")
+    assert not balancer.plain
+    controller.execute("no log")
+    assert balancer.plain

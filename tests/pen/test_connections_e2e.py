@@ -1,0 +1,187 @@
+"""End-to-end: single connections through penctl (connection, socket, close),
+idle_timeout, tcp_fastclose and the -dd byte dumps (hex, or ASCII with -a)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from tests.conftest import Processes, free_port
+from tests.pen.support import (
+    as_root_args,
+    penctl,
+    read_response,
+    start_backend,
+    start_pen,
+)
+
+PEN_HOST = "127.0.64.1"
+BACKEND = "127.0.64.2"
+CLIENT = "127.0.65.1"
+
+
+def start_with_control(processes: Processes, *args: str, backend: str | None = None) -> tuple:
+    """Our pen with a control port in front of `backend` (a test HTTP backend if None)."""
+    if backend is None:
+        backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
+    port, control = free_port(PEN_HOST), free_port(PEN_HOST)
+    process = start_pen(
+        processes, PEN_HOST, port, "-C", f"{PEN_HOST}:{control}", *as_root_args(), *args, "--",
+        backend,
+    )  # fmt: skip
+    return process, port, control
+
+
+def request(conn: socket.socket, path: str) -> str:
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return read_response(conn)[0]
+
+
+def closed_by_peer(conn: socket.socket, within: float) -> bool:
+    """Whether the other end closes `conn` within `within` seconds."""
+    conn.settimeout(within)
+    try:
+        return conn.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_connection_socket_and_close(processes: Processes) -> None:
+    _, port, control = start_with_control(processes)
+    first = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
+    second = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
+    with first, second:
+        assert request(first, "/1") == "b" and request(second, "/2") == "b"
+        reply = penctl(PEN_HOST, control, "connection", "0").splitlines()
+        assert reply[0] == "Connection 0:" and reply[1] == "state = 2"
+        down_fd, up_fd = (int(part.split("= ")[1]) for part in reply[2].split(", "))
+        assert reply[3] == "client = 0, server = 0" and reply[4] == "pend = 0"
+        for fd in (down_fd, up_fd):
+            assert penctl(PEN_HOST, control, "socket", str(fd)) == (
+                f"Socket {fd} belongs to connection 0\n"
+            )
+        assert penctl(PEN_HOST, control, "socket", "9999") == (
+            "Socket 9999 belongs to connection -1\n"
+        )
+        assert penctl(PEN_HOST, control, "connection", "500") == "Connection 500 out of range\n"
+        assert penctl(PEN_HOST, control, "close", "0") == "Forcibly closing connection 0\n"
+        assert closed_by_peer(first, 5)
+        assert request(second, "/still") == "b"  # the other connection goes on
+        assert penctl(PEN_HOST, control, "connection", "0").splitlines()[1] == "state = 0"
+        # a new connection takes the lowest free number, as in the original's table
+        with socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0)) as third:
+            assert request(third, "/3") == "b"
+            assert penctl(PEN_HOST, control, "connection", "0").splitlines()[1] == "state = 2"
+
+
+def test_idle_timeout_closes_only_quiet_connections(processes: Processes) -> None:
+    _, port, control = start_with_control(processes)
+    assert penctl(PEN_HOST, control, "idle_timeout") == "Idle timeout: 0 seconds\n"
+    assert penctl(PEN_HOST, control, "idle_timeout", "2") == "Idle timeout: 2 seconds\n"
+    quiet = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
+    busy = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
+    with quiet, busy:
+        assert request(quiet, "/q") == "b"
+        started = time.monotonic()
+        while time.monotonic() - started < 4.5:  # the busy one talks every 0.3 s
+            assert request(busy, "/b") == "b"
+            time.sleep(0.3)
+        assert closed_by_peer(quiet, 0.1)
+        assert request(busy, "/still") == "b"
+    # 0 turns it off again: a connection quiet for longer than before stays open
+    assert penctl(PEN_HOST, control, "idle_timeout", "0") == "Idle timeout: 0 seconds\n"
+    with socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0)) as quiet:
+        assert request(quiet, "/q") == "b"
+        assert not closed_by_peer(quiet, 3.5)
+
+
+@contextmanager
+def raw_backend() -> Iterator[tuple[socket.socket, str]]:
+    """A listening socket the test drives by hand: (listener, "host:port")."""
+    listener = socket.create_server((BACKEND, 0))
+    listener.settimeout(5)
+    with listener:
+        yield listener, f"{BACKEND}:{listener.getsockname()[1]}"
+
+
+def test_tcp_fastclose(processes: Processes) -> None:
+    with raw_backend() as (listener, backend):
+        _, port, control = start_with_control(processes, backend=backend)
+        assert penctl(PEN_HOST, control, "tcp_fastclose") == (
+            "do_cmd: ignoring tcp_fastclose without argument\n"
+        )
+        assert penctl(PEN_HOST, control, "tcp_fastclose", "sometimes").startswith("do_cmd: ")
+
+        def pair() -> tuple[socket.socket, socket.socket]:
+            client = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
+            server, _ = listener.accept()
+            server.settimeout(5)
+            return client, server
+
+        # off (the default): a half-close travels on, the other direction stays open
+        client, server = pair()
+        with client, server:
+            client.sendall(b"ping")
+            client.shutdown(socket.SHUT_WR)
+            assert server.recv(10) == b"ping" and server.recv(10) == b""
+            # connected (2) with the client's side closed (8)
+            assert penctl(PEN_HOST, control, "connection", "0").splitlines()[1] == "state = 10"
+            server.sendall(b"late answer")
+            assert client.recv(100) == b"late answer"
+        # down: the client's close ends the connection at once
+        penctl(PEN_HOST, control, "tcp_fastclose", "down")
+        client, server = pair()
+        with client, server:
+            client.sendall(b"ping")
+            client.shutdown(socket.SHUT_WR)
+            assert server.recv(10) == b"ping"
+            assert closed_by_peer(server, 5)
+            assert closed_by_peer(client, 5)
+        # up: the server's close ends it; with "down" alone it would not
+        penctl(PEN_HOST, control, "tcp_fastclose", "up")
+        client, server = pair()
+        with client, server:
+            server.sendall(b"bye")
+            server.shutdown(socket.SHUT_WR)
+            assert client.recv(10) == b"bye"
+            assert closed_by_peer(client, 5)
+            with pytest.raises(OSError):  # pen closed the client side entirely
+                for _ in range(50):
+                    client.sendall(b"more")
+                    time.sleep(0.02)
+            assert closed_by_peer(server, 5)
+        penctl(PEN_HOST, control, "tcp_fastclose", "off")
+        client, server = pair()
+        with client, server:
+            server.sendall(b"bye")
+            server.shutdown(socket.SHUT_WR)
+            assert client.recv(10) == b"bye" and client.recv(10) == b""
+            client.sendall(b"more")  # the client may still talk to a half-closed server
+            assert server.recv(10) == b"more"
+
+
+@pytest.mark.parametrize("ascii_dumps", [False, True])
+def test_debug_dumps_in_hex_or_ascii(processes: Processes, ascii_dumps: bool) -> None:
+    backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
+    port = free_port(PEN_HOST)
+    options = ["-dd", "-a"] if ascii_dumps else ["-dd"]
+    pen = start_pen(processes, PEN_HOST, port, *options, "--", backend)
+    with socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0)) as conn:
+        assert request(conn, "/dumped\nFAKE") == "b"
+    pen.send_signal(signal.SIGTERM)
+    _, err = pen.communicate(timeout=10)
+    text = err.decode()
+    assert f"pen: connection 0 {CLIENT} -> server 0: " in text
+    assert f"pen: connection 0 {CLIENT} <- server 0: " in text
+    if ascii_dumps:  # control characters escaped: a dump line cannot be split or faked
+        assert "GET /dumped\\nFAKE HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n" in text
+        assert "\nFAKE" not in text
+    else:
+        assert b"GET /dumped".hex(" ") in text
