@@ -150,6 +150,7 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
 @click.option(
     "-q",
     "backlog",
+    metavar="N",
     type=click.IntRange(1),
     default=cfg.DEFAULT_BACKLOG,
     show_default=True,
@@ -159,6 +160,7 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
 @click.option(
     "-m",
     "multi_accept",
+    metavar="N",
     type=click.IntRange(1),
     default=cfg.DEFAULT_MULTI_ACCEPT,
     show_default=True,
