@@ -7,7 +7,7 @@ import sys
 import click
 
 from pentools.core.addresses import parse_host_port
-from pentools.core.errors import PentoolsError
+from pentools.core.errors import ConfigError, PentoolsError
 from pentools.pen import config as cfg
 
 _COMMANDS_HELP = "penctl command to run at start (repeatable), e.g. -o 'server 0 weight 2'."
@@ -110,11 +110,68 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
 @click.option("-E", "certfile", metavar="PEM", help="Terminate TLS with this certificate.")
 @click.option("-K", "keyfile", metavar="PEM", help="Key for -E (default: in the certificate).")
 @click.option(
+    "-G", "cacertfile", metavar="PEM", help="CA certificate(s) that client certificates must match."
+)
+@click.option(
+    "-A",
+    "cacertdir",
+    metavar="DIR",
+    help="Directory of CA certificates in hashed format (openssl rehash DIR).",
+)
+@click.option(
+    "-R",
+    "require_peer_cert",
+    is_flag=True,
+    help="Require a client certificate signed by a CA of -G/-A (system CAs without them); "
+    "without -R no certificate is asked for, as in the original.",
+)
+@click.option(
+    "-L",
+    "tls_protocol",
+    type=click.Choice([*cfg.TLS_PROTOCOLS, *cfg.RETIRED_PROTOCOLS]),
+    help="TLS version: ssl23 (default) negotiates the best the local OpenSSL allows; "
+    "tls1, tls1.1, tls1.2, tls1.3 allow that version only (tls1.1 and up are ours; "
+    "OpenSSL's security level usually refuses tls1 and tls1.1); ssl2 and ssl3 are gone.",
+)
+@click.option(
+    "-Z",
+    "tls_compat",
+    is_flag=True,
+    help="SSL compatibility mode: OpenSSL's bug workarounds (SSL_OP_ALL); Python's ssl "
+    "already sets them, -Z sets them explicitly.",
+)
+@click.option(
     "-S",
     "old_servers",
     type=click.IntRange(0),
     hidden=True,
     help="Number of servers (obsolete, ignored).",
+)
+@click.option(
+    "-q",
+    "backlog",
+    metavar="N",
+    type=click.IntRange(1),
+    default=cfg.DEFAULT_BACKLOG,
+    show_default=True,
+    help="Listen queue length (the original's default is 500; the kernel caps it "
+    "at net.core.somaxconn).",
+)
+@click.option(
+    "-m",
+    "multi_accept",
+    metavar="N",
+    type=click.IntRange(1),
+    default=cfg.DEFAULT_MULTI_ACCEPT,
+    show_default=True,
+    help="Connections accepted per wake-up, plain TCP (the original's default is 100).",
+)
+@click.option(
+    "-P",
+    "use_poll",
+    is_flag=True,
+    help="Accepted for compatibility (the original's poll()); "
+    "our pen always uses epoll through its event loop.",
 )
 @click.option("-o", "options", multiple=True, metavar="COMMAND", help=_COMMANDS_HELP)
 @click.option("-O", "more_options", multiple=True, metavar="COMMAND", help=_COMMANDS_HELP)
@@ -163,6 +220,7 @@ def build_config(options: dict[str, object]) -> cfg.PenConfig:
     if emergency is not None:
         parse_host_port(str(emergency), default_port=listen.port or None)
     commands = (*options["options"], *options["more_options"])  # type: ignore[misc]
+    _check_tls_options(options)
     return cfg.PenConfig(
         listen=listen,
         servers=servers,
@@ -195,9 +253,39 @@ def build_config(options: dict[str, object]) -> cfg.PenConfig:
         chroot=options["chroot"],  # type: ignore[arg-type]
         certfile=options["certfile"],  # type: ignore[arg-type]
         keyfile=options["keyfile"],  # type: ignore[arg-type]
+        cacertfile=options["cacertfile"],  # type: ignore[arg-type]
+        cacertdir=options["cacertdir"],  # type: ignore[arg-type]
+        require_peer_cert=bool(options["require_peer_cert"]),
+        tls_protocol=cfg.parse_tls_protocol(str(options["tls_protocol"] or "ssl23")),
+        tls_compat=bool(options["tls_compat"]),
+        backlog=options["backlog"],  # type: ignore[arg-type]
+        multi_accept=options["multi_accept"],  # type: ignore[arg-type]
         commands=tuple(str(c) for c in commands),
         drain_seconds=options["drain"],  # type: ignore[arg-type]
     )
+
+
+#: The options that only mean something with -E, by the letter errors name them with.
+_TLS_ONLY = {
+    "keyfile": "-K",
+    "cacertfile": "-G",
+    "cacertdir": "-A",
+    "require_peer_cert": "-R",
+    "tls_protocol": "-L",
+    "tls_compat": "-Z",
+}
+
+
+def _check_tls_options(options: dict[str, object]) -> None:
+    """TLS options need -E, and -E needs TCP: say so instead of ignoring them."""
+    if options["certfile"] is None:
+        for name, letter in _TLS_ONLY.items():
+            value = options[name]
+            if value:
+                text = letter if value is True else f"{letter} {value}"
+                raise ConfigError(text, "needs -E (the certificate to serve TLS with)")
+    elif options["udp"]:
+        raise ConfigError(f"-E {options['certfile']}", "TLS needs TCP; -U balances UDP")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ server (`pentools.pen.server`) opens sockets and files.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
 from pentools.core.addresses import HostPort, parse_host_port, parse_port, split_listen_address
@@ -16,6 +17,22 @@ DEFAULT_CLIENTS = 2048
 DEFAULT_CONNECTIONS = 500
 DEFAULT_BLACKLIST = 30
 DEFAULT_TIMEOUT = 5
+#: Our own defaults where the original's differ (it uses 500 and 100): a longer
+#: listen queue costs nothing, a shorter accept batch keeps the loop fair.
+DEFAULT_BACKLOG = 1024
+DEFAULT_MULTI_ACCEPT = 64
+
+#: -L: the original's protocol names and ours, and the one TLS version each
+#: allows (None: whatever the local OpenSSL negotiates, TLS 1.2 and up today).
+TLS_PROTOCOLS: dict[str, ssl.TLSVersion | None] = {
+    "ssl23": None,
+    "tls1": ssl.TLSVersion.TLSv1,
+    "tls1.1": ssl.TLSVersion.TLSv1_1,
+    "tls1.2": ssl.TLSVersion.TLSv1_2,
+    "tls1.3": ssl.TLSVersion.TLSv1_3,
+}
+#: -L names the original knows for protocols no current OpenSSL speaks.
+RETIRED_PROTOCOLS = {"ssl2": "SSL 2.0", "ssl3": "SSL 3.0"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,13 @@ class PenConfig:
     chroot: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
+    cacertfile: str | None = None
+    cacertdir: str | None = None
+    require_peer_cert: bool = False
+    tls_protocol: str = "ssl23"
+    tls_compat: bool = False
+    backlog: int = DEFAULT_BACKLOG
+    multi_accept: int = DEFAULT_MULTI_ACCEPT
     commands: tuple[str, ...] = field(default_factory=tuple)
     drain_seconds: float = 10.0
 
@@ -140,3 +164,16 @@ def parse_log_target(text: str) -> LogTarget:
         except ValueError as exc:
             raise ConfigError(text, str(exc)) from None
     return LogTarget(path=text)
+
+
+def parse_tls_protocol(name: str) -> str:
+    """``-L``: a name of `TLS_PROTOCOLS`; the SSL names get a reason, not a silent downgrade."""
+    if name in RETIRED_PROTOCOLS:
+        raise ConfigError(
+            f"-L {name}",
+            f"{RETIRED_PROTOCOLS[name]} is insecure and no current OpenSSL supports it; "
+            "use ssl23 (the default) or tls1.2",
+        )
+    if name not in TLS_PROTOCOLS:
+        raise ConfigError(f"-L {name}", f"expected one of {', '.join(TLS_PROTOCOLS)}")
+    return name

@@ -52,8 +52,6 @@ _CHUNK = 65536
 #: before going back to the event loop: fewer loop turns under load.
 _ROUNDS = 4
 _BUSY = 4
-#: Connections accepted per wake-up, so that a flood cannot starve the others.
-_ACCEPT_BATCH = 64
 #: Accept errors that mean "out of resources": pause accepting instead of spinning.
 _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 #: The mask of a side taken out of the epoll set after a hang-up.
@@ -190,7 +188,7 @@ class RawRelay:
         accept = self.listener._accept  # type: ignore[attr-defined]
         connections = balancer.connections
         family = self.family
-        for _ in range(_ACCEPT_BATCH):
+        for _ in range(balancer.config.multi_accept):  # -m: a flood cannot starve the others
             try:
                 fd, peer = accept()
             except (BlockingIOError, InterruptedError):
