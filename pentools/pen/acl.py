@@ -31,7 +31,11 @@ Where we differ, on purpose (a demanding sysadmin would call these bugs):
   its IPv4 entries silently stop working when pen listens on every address;
 * a bad entry, a list number outside 0..9 or ``country`` (the C pen needs
   GeoIP for it) is an error, where the C pen ignores the command or falls
-  back to list 0 without a word.
+  back to list 0 without a word;
+* a client denied by the client list is closed, full stop: the C pen sends
+  it to its abuse server (``-B``, which we do not have) and, without one,
+  fails over to the emergency server (``-e``) when that one's list (0)
+  permits it, which lets denied clients in whenever ``-e`` is given.
 """
 
 from __future__ import annotations
@@ -84,7 +88,11 @@ def list_number(text: str) -> int:
 
 
 def parse_entry(words: Sequence[str]) -> AccessEntry:
-    """``permit|deny SOURCE [MASK]`` (the words after ``acl N``) as an entry."""
+    """``permit|deny SOURCE [MASK]`` (the words after ``acl N``) as an entry.
+
+    SOURCE is IPv4 with an optional dotted MASK, IPv6 with an optional
+    ``/LENGTH``, or (our addition) IPv4 with ``/LENGTH``.
+    """
     if len(words) < 2:
         raise AccessListError("acl N needs permit|deny and a source address")
     verb, source, *rest = words
