@@ -324,3 +324,15 @@ def test_same_commands_same_behaviour_as_the_c_pen(processes: Processes) -> None
     }
     port, ctl = start_ours(processes, servers)
     assert behaviour(ctl, port) == reference
+
+
+def test_denied_clients_do_not_fall_through_to_the_emergency_server(
+    processes: Processes,
+) -> None:
+    # the C pen sends them to -e when that server's list (0) permits them; we close them
+    one, two = start_farm(processes)
+    port, _ = start_ours(
+        processes, [one], "-e", two, "-o", f"acl 1 deny {DENIED}", "-o", "client_acl 1"
+    )
+    assert request(PEN_HOST, port, ALLOWED) == "one"
+    assert request(PEN_HOST, port, DENIED) == REFUSED
