@@ -70,6 +70,10 @@ class Balancer:
         self.orphan_client = Client("", -1, 0.0)
         self.refused = 0
         self.no_server = 0
+        #: Clients closed at once because ``client_acl``'s list denies them,
+        #: and control connections refused by ``control_acl``'s.
+        self.acl_denied = 0
+        self.control_denied = 0
         self.started = time.time()
         self.listen_description = str(config.listen)
         self.control_description = str(config.control) if config.control else ""
@@ -101,6 +105,14 @@ class Balancer:
 
     def _update_plain(self) -> None:
         self.plain = self.sink is None and not self._http and self._debug_level < 2
+
+    def admits(self, client: str) -> bool:
+        """The client access list's verdict at accept time; a denial is counted."""
+        if self.selector.access.permits_client(client):
+            return True
+        self.acl_denied += 1
+        self.debug(f"client {client} denied by access list {self.selector.access.client}")
+        return False
 
     # -- the log -------------------------------------------------------------------
 

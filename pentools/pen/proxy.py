@@ -302,6 +302,12 @@ class Downstream(ClientConnection, asyncio.Protocol):
             self.client_port = peer[1]
         else:  # a Unix socket has no client address
             self.client = "0.0.0.0"
+        # asyncio hands the connection over only after the TLS handshake:
+        # the earliest point this path can check the client's address
+        access_checked = balancer.selector.access.active and isinstance(peer, tuple)
+        if access_checked and not balancer.admits(self.client):
+            self.close()
+            return
         self.connect()
 
     def connect(self) -> None:

@@ -71,6 +71,14 @@ _READV = os.readv
 _WRITE = os.write
 
 
+def client_of(peer: object) -> str:
+    """The client's address as pen shows and tracks it (IPv4-mapped made IPv4)."""
+    if isinstance(peer, tuple):
+        host: str = peer[0]
+        return host if "." in host and ":" not in host else normalize_ip(host) or host
+    return "0.0.0.0"  # a Unix socket has no client address
+
+
 class RawRelay:
     """The listener and every plain connection, driven by one epoll set."""
 
@@ -188,6 +196,7 @@ class RawRelay:
         accept = self.listener._accept  # type: ignore[attr-defined]
         connections = balancer.connections
         family = self.family
+        access = balancer.selector.access
         for _ in range(balancer.config.multi_accept):  # -m: a flood cannot starve the others
             try:
                 fd, peer = accept()
@@ -204,6 +213,9 @@ class RawRelay:
             if len(connections) >= balancer.conn_max:
                 balancer.refused += 1
                 sock.close()
+                continue
+            if access.active and self.tcp and not balancer.admits(client_of(peer)):
+                sock.close()  # before a server is chosen: the client sees EOF
                 continue
             RawConnection(self, sock, peer)
 
@@ -247,11 +259,7 @@ class RawConnection(ClientConnection):
         self.down_fd = sock.fileno()
         self.down_mask = -1  # not in the epoll set yet: read once the backend answers
         self.peer = peer
-        if isinstance(peer, tuple):
-            host = peer[0]
-            self.client = host if "." in host and ":" not in host else normalize_ip(host) or host
-        else:  # a Unix socket has no client address
-            self.client = "0.0.0.0"
+        self.client = client_of(peer)
         self.up: _socket.socket | None = None
         self.up_fd = -1
         self.up_mask = -1

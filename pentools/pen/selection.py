@@ -13,7 +13,9 @@ original testable event by event:
 * failover: otherwise scan for the next available server after the most
   recently used one, then the emergency server (``-e``);
 * a server that failed to connect is blacklisted for ``blacklist`` seconds;
-* per-server soft limit ``max`` for new clients, ``hard`` for returning ones.
+* per-server soft limit ``max`` for new clients, ``hard`` for returning ones;
+* a server whose access list (``server N acl A``) denies the client is
+  skipped, as if unavailable (`pentools.pen.acl`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+from pentools.pen.acl import AccessLists
 from pentools.pen.config import PenConfig, ServerSpec
 
 
@@ -39,6 +42,8 @@ class Server:
     hard: int = 0
     weight: int = 0
     prio: int = 0
+    #: The access list that decides which clients may use this server.
+    acl: int = 0
     conn: int = 0
     sent: int = 0
     received: int = 0
@@ -98,6 +103,7 @@ class Selector:
     policy: Policy = field(default_factory=Policy)
     clients_max: int = 2048
     clients: OrderedDict[str, Client] = field(default_factory=OrderedDict)
+    access: AccessLists = field(default_factory=AccessLists)
     #: The most recently chosen server: round-robin and failover start after it.
     last_used: int = -1
 
@@ -153,7 +159,10 @@ class Selector:
         `exclude` lists servers that already failed for this connection.
         """
         excluded = set(exclude) if exclude else _NOTHING
-        choice = self._choose(client, now, excluded)
+        denied = self._denied(client) if self.access.active else _NOTHING
+        if denied:
+            excluded = excluded | denied
+        choice = self._choose(client, now, excluded, denied)
         if choice is not None:
             if choice < len(self.servers):
                 self.servers[choice].conn += 1
@@ -163,10 +172,27 @@ class Selector:
             self._remember(client, choice, now)
         return choice
 
-    def _choose(self, client: str, now: float, excluded: AbstractSet[int]) -> int | None:
+    def _denied(self, client: str) -> AbstractSet[int]:
+        """The servers whose access lists keep `client` out (the emergency server too)."""
+        permits = self.access.permits
+        denied = {s.index for s in self.servers if not permits(s.acl, client)}
+        emergency = self.emergency
+        if emergency is not None and not permits(emergency.acl, client):
+            denied.add(emergency.index)
+        return denied
+
+    def _choose(
+        self,
+        client: str,
+        now: float,
+        excluded: AbstractSet[int],
+        denied: AbstractSet[int] = _NOTHING,
+    ) -> int | None:
         policy = self.policy
         if not policy.roundrobin:
             known = self._lookup(client, now)
+            if known is not None and known in denied and policy.stubborn:
+                return None  # its server now refuses it: like the C pen, no failover
             if known is not None and known not in excluded and known < len(self.servers):
                 server = self.servers[known]
                 if self.available(server, now, server.hard or server.max_conn):

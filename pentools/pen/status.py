@@ -125,5 +125,21 @@ def render_status(balancer: Balancer) -> str:
                 ]
             )
         )
-    parts.append("</table>\n</body>\n</html>\n")
+    parts.append("</table>\n")
+    parts.append(_access_lists(balancer))
+    parts.append("</body>\n</html>\n")
+    return "".join(parts)
+
+
+def _access_lists(balancer: Balancer) -> str:
+    """Our addition, after the original's tables (scrapers find those by their headers)."""
+    access = balancer.selector.access
+    parts = [
+        f"<h2>Access lists</h2>Clients checked against list {access.client}, "
+        f"control port against list {access.control}; denied: {balancer.acl_denied} clients, "
+        f"{balancer.control_denied} control connections<p>\n{_TABLE}",
+        _heading(["acl", "entry", "action", "source"]),
+    ]
+    parts.extend(_row(list(entry)) for entry in access.describe())
+    parts.append("</table>\n")
     return "".join(parts)

@@ -86,6 +86,8 @@ class _Front(asyncio.DatagramProtocol):
             balancer.refused += 1
             return None
         client = normalize_ip(addr[0]) or addr[0]
+        if not balancer.admits(client):
+            return None  # the datagram is dropped; so is every one until the list changes
         index = balancer.selector.choose(client, balancer.loop.time())
         if index is None:
             balancer.no_server += 1
