@@ -8,8 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from tests.conftest import REPO_ROOT, Processes, free_port, tool_argv, tool_env
+from tests.conftest import (
+    REPO_ROOT,
+    Processes,
+    free_port,
+    require_program,
+    tool_argv,
+    tool_env,
+)
 
 DEADLINE = 10.0
 
@@ -114,3 +122,12 @@ def penctl(host: str, port: int, *command: str) -> str:
         while chunk := conn.recv(65536):
             reply += chunk
     return reply.decode()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for localhost and its key, made with openssl: (cert, key)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+    output = ["-days", "1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run([require_program("openssl"), *request, *output], check=True, capture_output=True)
+    return cert, key

@@ -19,6 +19,7 @@ from tests.conftest import Processes, free_port, require_program, tool_argv, too
 from tests.pen.support import (
     as_root_args,
     read_response,
+    self_signed_certificate,
     start_backend,
     start_pen,
     wait_bound,
@@ -169,28 +170,7 @@ def test_bad_acl_in_startup_commands_is_a_one_line_error() -> None:
 
 
 def test_tls_path_refuses_denied_clients(processes: Processes, tmp_path: Path) -> None:
-    openssl = require_program("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_certificate(tmp_path)
     port, ctl = start_ours(
         processes,
         start_farm(processes),

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import Processes, free_port, require_program, tool_argv, tool_env
-from tests.pen.support import http_get, read_response, start_backend, start_pen, wait_bound
+from tests.conftest import Processes, free_port, tool_argv, tool_env
+from tests.pen.support import (
+    http_get,
+    read_response,
+    self_signed_certificate,
+    start_backend,
+    start_pen,
+    wait_bound,
+)
 
 PEN_HOST = "127.0.60.1"
 BACKEND = "127.0.60.2"
@@ -44,28 +50,7 @@ def test_proxy_protocol_header_reaches_the_backend(processes: Processes) -> None
 
 
 def test_tls_termination(processes: Processes, tmp_path: Path) -> None:
-    openssl = require_program("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_certificate(tmp_path)
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
     port = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, port, "-E", str(cert), "-K", str(key), "--", backend)
