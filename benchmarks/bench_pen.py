@@ -356,11 +356,13 @@ def failover_one(
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors += int(non2xx.group(1)) if non2xx else 0
     requests = re.search(r"(\d+) requests in", output)
+    kinds = re.search(r"Socket errors: (.*)", output)
     after = victim.requests_logged() - restarted
     print(
         f"\nfailover ({name} -r -b {blacklist}, wrk {duration}s new connection per request, "
         f"backend {victim.host} stopped 3 s at t=2 s): "
-        f"{requests.group(1) if requests else '?'} requests, {errors} client errors, "
+        f"{requests.group(1) if requests else '?'} requests, {errors} client errors "
+        f"({kinds.group(1) if kinds else 'none'}; non-2xx {non2xx.group(1) if non2xx else 0}), "
         f"{after} requests served by the restarted backend "
         f"({'OK' if errors <= 30 and after > 0 else 'FAILED'})",
         flush=True,
