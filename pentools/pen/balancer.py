@@ -65,6 +65,8 @@ class Balancer:
         #: penctl ``tcp_nodelay``: on by default (the original leaves Nagle on,
         #: which costs bulk transfers through it dearly).
         self.tcp_nodelay = True
+        #: penctl ``source IP``: the local address of connections to the servers.
+        self.source: str | None = None
         self.ascii_dumps = config.ascii_dumps
         #: Counters for connections whose client fell out of the table mid-way.
         self.orphan_client = Client("", -1, 0.0)
@@ -113,6 +115,17 @@ class Balancer:
         self.acl_denied += 1
         self.debug(f"client {client} denied by access list {self.selector.access.client}")
         return False
+
+    def source_for(self, server_address: str) -> str | None:
+        """The ``source`` address for a connection to `server_address`, if one applies.
+
+        An IPv4 source cannot reach an IPv6 server (and the other way round):
+        those connections go out from the address the system picks.
+        """
+        source = self.source
+        if source is None or (":" in source) != (":" in server_address):
+            return None
+        return source
 
     # -- the log -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ _LINE_LIMIT = 4096
 
 _SWITCHES = ("hash", "roundrobin", "stubborn", "weight", "prio")
 #: The commands that take a ``no`` in front (besides the switches).
-_NEGATABLE = ("acl", "http", "log", "web_stats", "ascii", "tcp_nodelay")
+_NEGATABLE = ("acl", "http", "log", "web_stats", "ascii", "tcp_nodelay", "source")
 _FASTCLOSE = ("off", "up", "down", "both")
 #: The original's ways of waiting for events: pen always uses epoll (through
 #: its event loop), so choosing one is accepted and changes nothing.
@@ -164,6 +165,25 @@ class Controller:
 
     def _cmd_tcp_nodelay(self, *_: object, negate: bool = False) -> str:
         self.balancer.tcp_nodelay = not negate  # for connections opened from now on
+        return ""
+
+    def _cmd_source(self, address: str | None = None, negate: bool = False) -> str:
+        balancer = self.balancer
+        if negate:
+            balancer.source = None
+            return ""
+        if address is None:
+            return f"{balancer.source}\n" if balancer.source else ""
+        ip = normalize_ip(address)
+        if ip is None:
+            raise CommandError(f"source must be an IP address, not {address!r}")
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:  # an address that is not this machine's would fail every connection
+                probe.bind((ip, 0))
+            except OSError as exc:
+                raise CommandError(f"cannot connect from {ip}: {exc.strerror}") from None
+        balancer.source = ip
         return ""
 
     def _cmd_ascii(self, *_: object, negate: bool = False) -> str:
@@ -357,6 +377,8 @@ class Controller:
                 f"server {s.index} acl {s.acl} address {s.address} port {s.port} max {s.max_conn} "
                 f"hard {s.hard} weight {s.weight} prio {s.prio}"
             )
+        if balancer.source:
+            lines.append(f"source {balancer.source}")
         flag("stubborn", policy.stubborn)
         lines.append(f"idle_timeout {balancer.idle_timeout}")
         lines.append(f"tcp_fastclose {balancer.fastclose}")

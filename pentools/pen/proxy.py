@@ -322,9 +322,15 @@ class Downstream(ClientConnection, asyncio.Protocol):
         self.server_index = index
         self.server = balancer.selector.server(index)
         self.client_entry = balancer.selector.clients.get(self.client) or balancer.orphan_client
+        source = balancer.source_for(self.server.address)
         attempt = Connecting(
             loop,
-            loop.create_connection(lambda: Upstream(self), self.server.address, self.server.port),
+            loop.create_connection(
+                lambda: Upstream(self),
+                self.server.address,
+                self.server.port,
+                local_addr=(source, 0) if source else None,
+            ),
             self.connected,
         )
         if not attempt.finished:

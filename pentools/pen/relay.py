@@ -300,6 +300,15 @@ class RawConnection(ClientConnection):
             return
         if balancer.tcp_nodelay:
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        source = balancer.source_for(address)
+        if source is not None:
+            try:
+                up.bind((source, 0))
+            except OSError as exc:  # penctl checked it; the address went away since
+                balancer.debug(f"cannot connect from {source}: {exc.strerror}")
+                up.close()
+                self.close()
+                return
         self.up = up
         self.up_fd = up.fileno()
         result = up.connect_ex((address, server.port))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from tests.pen.support import (
     as_root_args,
     penctl,
     read_response,
+    self_signed_certificate,
     start_backend,
     start_pen,
 )
@@ -185,3 +188,40 @@ def test_debug_dumps_in_hex_or_ascii(processes: Processes, ascii_dumps: bool) ->
         assert "\nFAKE" not in text
     else:
         assert b"GET /dumped".hex(" ") in text
+
+
+def test_source_address_of_upstream_connections(processes: Processes) -> None:
+    with raw_backend() as (listener, backend):
+        _, port, control = start_with_control(processes, backend=backend)
+        assert penctl(PEN_HOST, control, "source") == ""
+        # not an address of this machine: refused, nothing changes
+        assert penctl(PEN_HOST, control, "source", "192.0.2.1").startswith("do_cmd: cannot")
+        assert penctl(PEN_HOST, control, "source", "127.0.66.7") == ""
+        assert penctl(PEN_HOST, control, "source") == "127.0.66.7\n"
+        with socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0)):
+            server, peer = listener.accept()
+            server.close()
+        assert peer[0] == "127.0.66.7"
+        penctl(PEN_HOST, control, "no", "source")
+        with socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0)):
+            server, peer = listener.accept()
+            server.close()
+        assert peer[0] != "127.0.66.7"
+
+
+def test_source_address_on_the_tls_path(processes: Processes, tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    with raw_backend() as (listener, backend):
+        tls = ("-E", str(cert), "-K", str(key), "-o", "source 127.0.66.8")
+        _, port, _ = start_with_control(processes, *tls, backend=backend)
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with (
+            socket.create_connection((PEN_HOST, port)) as raw,
+            context.wrap_socket(raw) as conn,
+        ):
+            conn.sendall(b"hello")
+            server, peer = listener.accept()
+            with server:
+                assert server.recv(5) == b"hello"
+        assert peer[0] == "127.0.66.8"

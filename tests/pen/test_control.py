@@ -160,3 +160,17 @@ def test_plain_follows_log_http_and_debug(controller: Controller, tmp_path: Path
     assert not balancer.plain
     controller.execute("no log")
     assert balancer.plain
+
+
+def test_source_address(controller: Controller, tmp_path: Path) -> None:
+    balancer = controller.balancer
+    with pytest.raises(CommandError):
+        controller.execute("source not-an-address")
+    controller.execute("source 127.0.0.1")
+    assert balancer.source_for("10.0.0.1") == "127.0.0.1"
+    assert balancer.source_for("2001:db8::1") is None  # an IPv4 source cannot reach it
+    saved = tmp_path / "pen.cfg"
+    controller.execute(f"write {saved}")
+    assert "\nsource 127.0.0.1\n" in saved.read_text()
+    controller.execute("no source")
+    assert controller.execute("source") == "" and balancer.source_for("10.0.0.1") is None
