@@ -172,8 +172,6 @@ class Balancer:
     def pid(self) -> int:
         return os.getpid()
 
-    # -- draining at TERM ------------------------------------------------------------
-
     # -- the connection table ---------------------------------------------------------
 
     def add_connection(self, connection: ClientConnection) -> None:
@@ -214,6 +212,8 @@ class Balancer:
                 self.debug(f"connection {connection.number} idle for {limit} s: closed")
                 connection.close()
         self._idle_timer = self.loop.call_later(1.0, self._close_idle)
+
+    # -- draining at TERM ------------------------------------------------------------
 
     async def drain(self, seconds: float) -> None:
         """Wait up to `seconds` for open connections to finish, then cut the rest."""
