@@ -30,9 +30,6 @@ _SWITCHES = ("hash", "roundrobin", "stubborn", "weight", "prio")
 #: The commands that take a ``no`` in front (besides the switches).
 _NEGATABLE = ("acl", "http", "log", "web_stats", "ascii", "tcp_nodelay", "source")
 _FASTCLOSE = ("off", "up", "down", "both")
-#: The original's ways of waiting for events: pen always uses epoll (through
-#: its event loop), so choosing one is accepted and changes nothing.
-_EVENT_MECHANISMS = ("epoll", "poll", "select")
 #: A connection's state in ``connection N``, as bits (the original's shape):
 #: 1 connecting to the server, 2 connected, 4 the server closed its side,
 #: 8 the client closed its side.
@@ -51,6 +48,14 @@ def _int(text: str, what: str) -> int:
     if value < 0:
         raise CommandError(f"{what} must not be negative")
     return value
+
+
+def _signed(text: str, what: str) -> int:
+    """A whole number that may be out of range (the reply then says so)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"{what} must be a whole number, not {text!r}") from None
 
 
 class Controller:
@@ -191,6 +196,8 @@ class Controller:
         return ""
 
     def _cmd_epoll(self) -> str:
+        """The original's choice of event mechanism (epoll, poll, select): pen
+        always uses epoll through its event loop, so this changes nothing."""
         return ""
 
     _cmd_poll = _cmd_select = _cmd_epoll
@@ -260,14 +267,8 @@ class Controller:
 
     # -- single connections -------------------------------------------------------------
 
-    def _connection_number(self, text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise CommandError(f"connection number must be a whole number, not {text!r}") from None
-
     def _cmd_connection(self, text: str) -> str:
-        number = self._connection_number(text)
+        number = _signed(text, "connection number")
         if not 0 <= number < self.balancer.conn_max:
             return f"Connection {number} out of range\n"
         connection = self.balancer.connections.get(number)
@@ -293,7 +294,7 @@ class Controller:
         )
 
     def _cmd_socket(self, text: str) -> str:
-        fd = self._connection_number(text)
+        fd = _signed(text, "socket number")
         owner = next(
             (
                 number
@@ -305,7 +306,7 @@ class Controller:
         return f"Socket {fd} belongs to connection {owner}\n"
 
     def _cmd_close(self, text: str) -> str:
-        number = self._connection_number(text)
+        number = _signed(text, "connection number")
         connection = self.balancer.connections.get(number)
         if connection is not None:
             connection.close()
