@@ -239,11 +239,7 @@ class ClientConnection:
         record = BalancerRecord(self.client, self.server.address, request_key(data), time.time())
         if balancer.log_upstream_port:
             record.upstream_port = self.upstream_port()
-        sink = balancer.sink
-        if sink.wants_datagrams:  # type: ignore[union-attr]
-            sink.write_datagram(record.to_datagram())  # type: ignore[union-attr]
-        else:
-            sink.write_local(record.to_local())  # type: ignore[union-attr]
+        balancer.sink.write(record)  # type: ignore[union-attr]
 
 
 class Downstream(ClientConnection, asyncio.Protocol):

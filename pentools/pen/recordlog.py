@@ -1,6 +1,7 @@
 """Where pen's records go: a local file (``-l FILE``) or penlogd (``-l HOST:PORT``).
 
-The formats are `pentools.core.records`; this module only delivers them.
+The formats are `pentools.core.records`; each sink writes a record in the
+form its destination takes (`write`), so callers need not know which it is.
 The file is written once per event-loop turn (all records of one turn in
 one write), so a record costs no system call of its own and is on disk
 before pen waits for the network again.
@@ -15,12 +16,11 @@ from collections.abc import Callable
 
 from pentools.core.addresses import HostPort, resolve_host
 from pentools.core.errors import ConfigError
+from pentools.core.records import BalancerRecord
 
 
 class FileSink:
     """``-l FILE``: appended, flushed at the end of each loop turn, reopened on HUP."""
-
-    wants_datagrams = False
 
     def __init__(self, path: str, call_soon: Callable[[Callable[[], None]], object]) -> None:
         self.description = path
@@ -35,13 +35,11 @@ class FileSink:
         except OSError as exc:
             raise ConfigError(self._path, f"cannot open log file: {exc.strerror}") from None
 
-    def write_local(self, line: bytes) -> None:
+    def write(self, record: BalancerRecord) -> None:
+        """Queue the record's local line; it is written at the end of the loop turn."""
         if not self._pending:
             self._call_soon(self.flush)
-        self._pending.append(line)
-
-    def write_datagram(self, datagram: bytes) -> None:
-        raise AssertionError("a file sink takes local lines")
+        self._pending.append(record.to_local())
 
     def flush(self) -> None:
         if self._pending and self._fd >= 0:
@@ -71,8 +69,6 @@ class UdpSink:
     dropped: the balancer must not slow down for its log.
     """
 
-    wants_datagrams = True
-
     def __init__(self, address: HostPort) -> None:
         self.description = str(address)
         ip = resolve_host(address.host)[0]
@@ -82,12 +78,10 @@ class UdpSink:
         self._socket.connect((ip, address.port))
         self.dropped = 0
 
-    def write_local(self, line: bytes) -> None:
-        raise AssertionError("a UDP sink takes datagrams")
-
-    def write_datagram(self, datagram: bytes) -> None:
+    def write(self, record: BalancerRecord) -> None:
+        """Send the record's datagram now, or count it as dropped."""
         try:
-            self._socket.send(datagram)
+            self._socket.send(record.to_datagram())
         except OSError:
             self.dropped += 1
 

@@ -102,11 +102,9 @@ class _Front(asyncio.DatagramProtocol):
             )
         )
         if balancer.sink is not None:
-            record = BalancerRecord(client, server.address, request_key(first), time.time())
-            if balancer.sink.wants_datagrams:
-                balancer.sink.write_datagram(record.to_datagram())
-            else:
-                balancer.sink.write_local(record.to_local())
+            balancer.sink.write(
+                BalancerRecord(client, server.address, request_key(first), time.time())
+            )
         return session
 
     def expire(self) -> None:
