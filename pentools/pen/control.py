@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pentools.core.addresses import normalize_ip, resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
 from pentools.pen.acl import list_number, parse_entry
+from pentools.pen.proxy import client_of
 from pentools.pen.status import render_status
 
 if TYPE_CHECKING:
@@ -456,8 +457,8 @@ class ControlProtocol(asyncio.Protocol):
         if not access.active:
             return
         peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            client = normalize_ip(peer[0]) or peer[0]
+        if isinstance(peer, tuple):  # a Unix control socket has no address to check
+            client = client_of(peer)
             if not access.permits_control(client):
                 balancer.control_denied += 1
                 balancer.debug(f"control connection from {client} denied by access list")

@@ -147,6 +147,16 @@ class Upstream(asyncio.Protocol):
         self.down.resume_client()
 
 
+def client_of(peer: object) -> str:
+    """The client's address as pen shows and tracks it, from a peer address
+    (IPv4-mapped IPv6 made IPv4; a Unix socket's client is 0.0.0.0)."""
+    if isinstance(peer, tuple):
+        host: str = peer[0]
+        # what an IPv4 socket reports is canonical already: skip the parse
+        return host if "." in host and ":" not in host else normalize_ip(host) or host
+    return "0.0.0.0"
+
+
 class ClientConnection:
     """What every relay does with client bytes: record request starts, rewrite for -H.
 
@@ -247,7 +257,6 @@ class Downstream(ClientConnection, asyncio.Protocol):
 
     __slots__ = (
         "client_done",
-        "client_port",
         "closed",
         "connect_task",
         "paused",
@@ -266,7 +275,6 @@ class Downstream(ClientConnection, asyncio.Protocol):
         self.pending_size = 0
         self.head = b""  # an incomplete request head held back for -H
         self.client = ""
-        self.client_port = 0
         self.server: Server = None  # type: ignore[assignment]
         self.client_entry: Client = None  # type: ignore[assignment]
         self.server_index = -1
@@ -293,11 +301,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
         if not balancer.tcp_nodelay:
             _nagle_on(transport)
         peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            self.client = normalize_ip(peer[0]) or peer[0]
-            self.client_port = peer[1]
-        else:  # a Unix socket has no client address
-            self.client = "0.0.0.0"
+        self.client = client_of(peer)
         # asyncio hands the connection over only after the TLS handshake:
         # the earliest point this path can check the client's address
         access_checked = balancer.selector.access.active and isinstance(peer, tuple)

@@ -33,8 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pentools.core.addresses import normalize_ip
-from pentools.pen.proxy import ClientConnection
+from pentools.pen.proxy import ClientConnection, client_of
 from pentools.pen.proxyproto import proxy_header
 
 if TYPE_CHECKING:
@@ -64,14 +63,6 @@ _NEW_SOCKET = _socket.socket
 #: The buffer of the fast path, shared by every connection: each read is
 #: sent on (or copied out) before the next one.
 _VIEW = memoryview(bytearray(_CHUNK))
-
-
-def client_of(peer: object) -> str:
-    """The client's address as pen shows and tracks it (IPv4-mapped made IPv4)."""
-    if isinstance(peer, tuple):
-        host: str = peer[0]
-        return host if "." in host and ":" not in host else normalize_ip(host) or host
-    return "0.0.0.0"  # a Unix socket has no client address
 
 
 class RawRelay:
@@ -209,10 +200,11 @@ class RawRelay:
                 balancer.refused += 1
                 sock.close()
                 continue
-            if access.active and self.tcp and not balancer.admits(client_of(peer)):
+            client = client_of(peer)
+            if access.active and self.tcp and not balancer.admits(client):
                 sock.close()  # before a server is chosen: the client sees EOF
                 continue
-            RawConnection(self, sock, peer)
+            RawConnection(self, sock, peer, client)
 
     def close(self) -> None:
         self.stop()
@@ -246,7 +238,7 @@ class RawConnection(ClientConnection):
         "up_shut",
     )
 
-    def __init__(self, relay: RawRelay, sock: _socket.socket, peer: object) -> None:
+    def __init__(self, relay: RawRelay, sock: _socket.socket, peer: object, client: str) -> None:
         balancer = relay.balancer
         self.relay = relay
         self.balancer = balancer
@@ -254,7 +246,7 @@ class RawConnection(ClientConnection):
         self.down_fd = sock.fileno()
         self.down_mask = -1  # not in the epoll set yet: read once the backend answers
         self.peer = peer
-        self.client = client_of(peer)
+        self.client = client
         self.up: _socket.socket | None = None
         self.up_fd = -1
         self.up_mask = -1

@@ -10,8 +10,8 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from pentools.core.addresses import normalize_ip
 from pentools.core.records import BalancerRecord, request_key
+from pentools.pen.proxy import client_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,7 +85,7 @@ class _Front(asyncio.DatagramProtocol):
         if len(self.sessions) >= balancer.conn_max:
             balancer.refused += 1
             return None
-        client = normalize_ip(addr[0]) or addr[0]
+        client = client_of(addr)
         if not balancer.admits(client):
             return None  # the datagram is dropped; so is every one until the list changes
         index = balancer.selector.choose(client, balancer.loop.time())
