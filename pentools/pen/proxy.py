@@ -15,7 +15,6 @@ import asyncio
 import re
 import socket
 import time
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pentools.core.addresses import normalize_ip
@@ -35,61 +34,6 @@ _REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{1,19} (?:/|\*|[a-zA-Z][a-zA-Z0-9+.-]
 _PENDING_LIMIT = 256 * 1024
 #: Largest request head that -H waits for before giving up on rewriting it.
 _HEAD_LIMIT = 64 * 1024
-
-
-class Connecting:
-    """``loop.create_connection`` stepped without a Task, as a Task would step it.
-
-    A Task per connection (creation, registration, scheduling) is a measurable
-    share of what a new connection costs pen; this drives the coroutine from
-    the done-callbacks of the futures it waits on.  `cancel` (the connect
-    timeout, or the client leaving) cancels the awaited future, which makes
-    create_connection clean up and raise CancelledError, as with a Task.
-    `callback(transport, None)` or `callback(None, error)` is called once.
-    """
-
-    __slots__ = ("callback", "coro", "finished", "loop", "timer", "waiting")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        coro: Coroutine[Any, Any, tuple[asyncio.Transport, asyncio.BaseProtocol]],
-        callback: Callable[[asyncio.Transport | None, BaseException | None], None],
-    ) -> None:
-        self.loop = loop
-        self.coro = coro
-        self.callback = callback
-        self.finished = False
-        self.waiting: asyncio.Future[Any] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.step()
-
-    def step(self, _done: object = None) -> None:
-        self.waiting = None
-        try:
-            awaited = self.coro.send(None)
-        except StopIteration as stop:
-            self.finish(stop.value[0], None)
-            return
-        except BaseException as exc:  # CancelledError included: it is the outcome here
-            self.finish(None, exc)
-            return
-        if awaited is None:  # a bare yield: resume on the next loop turn
-            self.loop.call_soon(self.step)
-            return
-        awaited._asyncio_future_blocking = False
-        self.waiting = awaited
-        awaited.add_done_callback(self.step)
-
-    def finish(self, transport: asyncio.Transport | None, error: BaseException | None) -> None:
-        self.finished = True
-        if self.timer is not None:
-            self.timer.cancel()
-        self.callback(transport, error)
-
-    def cancel(self) -> None:
-        if not self.finished and self.waiting is not None:
-            self.waiting.cancel()
 
 
 def _fd(transport: asyncio.BaseTransport) -> int:
@@ -285,7 +229,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
         self.server_done = False
         self.closed = False
         self.paused = False
-        self.connect_task: Connecting | None = None
+        self.connect_task: asyncio.Task[Any] | None = None
 
     # -- the client side ---------------------------------------------------------
 
@@ -323,22 +267,24 @@ class Downstream(ClientConnection, asyncio.Protocol):
         self.server = balancer.selector.server(index)
         self.client_entry = balancer.selector.clients.get(self.client) or balancer.orphan_client
         source = balancer.source_for(self.server.address)
-        attempt = Connecting(
-            loop,
+        task = loop.create_task(
             loop.create_connection(
                 lambda: Upstream(self),
                 self.server.address,
                 self.server.port,
                 local_addr=(source, 0) if source else None,
-            ),
-            self.connected,
+            )
         )
-        if not attempt.finished:
-            attempt.timer = loop.call_later(balancer.timeout, attempt.cancel)
-            self.connect_task = attempt
+        timer = loop.call_later(balancer.timeout, task.cancel)
+        task.add_done_callback(lambda done: self.connected(done, timer))
+        self.connect_task = task
 
-    def connected(self, transport: asyncio.Transport | None, error: BaseException | None) -> None:
+    def connected(self, task: asyncio.Task[Any], timer: asyncio.TimerHandle) -> None:
+        """The backend connection is made, refused, timed out or cancelled by `close`."""
+        timer.cancel()
         self.connect_task = None
+        failed = task.cancelled() or task.exception() is not None
+        transport: asyncio.Transport | None = None if failed else task.result()[0]
         balancer = self.balancer
         if transport is None:
             if self.closed:

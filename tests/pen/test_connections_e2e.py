@@ -225,3 +225,28 @@ def test_source_address_on_the_tls_path(processes: Processes, tmp_path: Path) ->
             with server:
                 assert server.recv(5) == b"hello"
         assert peer[0] == "127.0.66.8"
+
+
+def test_tls_path_fails_over_from_a_refusing_server(processes: Processes, tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    dead = f"{BACKEND}:{free_port(BACKEND)}"  # nothing listens: the connect is refused
+    with raw_backend() as (listener, backend):
+        port, control = free_port(PEN_HOST), free_port(PEN_HOST)
+        start_pen(
+            processes, PEN_HOST, port, "-r", "-E", str(cert), "-K", str(key),
+            "-C", f"{PEN_HOST}:{control}", *as_root_args(), "--", dead, backend,
+        )  # fmt: skip
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with (
+            socket.create_connection((PEN_HOST, port)) as raw,
+            context.wrap_socket(raw) as conn,
+        ):
+            conn.sendall(b"hello")
+            server, _ = listener.accept()
+            with server:
+                assert server.recv(5) == b"hello"
+                server.sendall(b"hi")
+                assert conn.recv(2) == b"hi"
+        servers = penctl(PEN_HOST, control, "servers").splitlines()
+        assert " conn 0 " in servers[0]  # the refused attempt gave its slot back
