@@ -9,12 +9,14 @@ from typing import Any, TypeVar
 import click
 
 from pentools.core.accesslog import NAMED_FORMATS
+from pentools.core.errors import PentoolsError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def run_command(command: click.Command, name: str, args: list[str] | None = None) -> None:
-    """Run a click command; a usage error becomes ``NAME: message`` and exit status 2.
+    """Run a click command; a usage error becomes ``NAME: message`` and exit status 2,
+    a pentools error or a system error ``NAME: message`` and exit status 1.
 
     Daemons and piped loggers report to logs that keep one line per event, so
     a bad argument gets one line there too (``--help`` explains the rest).
@@ -30,6 +32,12 @@ def run_command(command: click.Command, name: str, args: list[str] | None = None
         raise SystemExit(exc.exit_code) from None
     except click.Abort:
         raise SystemExit(130) from None
+    except PentoolsError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        print(f"{name}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     raise SystemExit(status if isinstance(status, int) else 0)
 
 

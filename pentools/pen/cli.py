@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from pentools.core.addresses import parse_host_port
-from pentools.core.errors import ConfigError, PentoolsError
+from pentools.core.cli import run_command
+from pentools.core.errors import ConfigError
 from pentools.pen import config as cfg
 
 _COMMANDS_HELP = "penctl command to run at start (repeatable), e.g. -o 'server 0 weight 2'."
@@ -290,19 +289,4 @@ def _check_tls_options(options: dict[str, object]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors and an exit status, never a traceback."""
-    try:
-        command.main(args=argv, prog_name="pen", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-        sys.exit(2)
-    except click.ClickException as exc:
-        click.echo(f"pen: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    except PentoolsError as exc:
-        click.echo(f"pen: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"pen: {exc.strerror or exc}", err=True)
-        sys.exit(1)
+    run_command(command, "pen", argv)

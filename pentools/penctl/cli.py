@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import click
 
 from pentools.core.addresses import parse_host_port, resolve_host, split_listen_address
+from pentools.core.cli import run_command
 from pentools.core.errors import PentoolsError
 
 
@@ -57,26 +58,14 @@ def send_command(config: PenctlConfig) -> bytes:
 @click.argument("command", nargs=-1, required=True)
 def command(target: str, command: tuple[str, ...], timeout: float) -> None:
     """Send COMMAND (e.g. `servers`, `status`, `no hash`) to pen's control port."""
-    reply = send_command(PenctlConfig(target, " ".join(command), timeout))
+    try:
+        reply = send_command(PenctlConfig(target, " ".join(command), timeout))
+    except OSError as exc:  # name the control port that did not answer
+        raise PentoolsError(f"{target}: {exc.strerror or exc}") from None
     sys.stdout.buffer.write(reply)
     sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors and an exit status, never a traceback."""
-    try:
-        command.main(args=argv, prog_name="penctl", standalone_mode=False)
-    except click.ClickException as exc:
-        click.echo(f"penctl: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except PentoolsError as exc:
-        click.echo(f"penctl: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"penctl: {config_target(argv)}: {exc.strerror or exc}", err=True)
-        sys.exit(1)
-
-
-def config_target(argv: list[str] | None) -> str:
-    args = sys.argv[1:] if argv is None else argv
-    return next((a for a in args if not a.startswith("-")), "pen")
+    run_command(command, "penctl", argv)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port
+from tests.conftest import Processes, free_port, run_tool
 from tests.pen.support import (
     as_root_args,
     penctl,
@@ -250,3 +250,13 @@ def test_tls_path_fails_over_from_a_refusing_server(processes: Processes, tmp_pa
                 assert conn.recv(2) == b"hi"
         servers = penctl(PEN_HOST, control, "servers").splitlines()
         assert " conn 0 " in servers[0]  # the refused attempt gave its slot back
+
+
+def test_penctl_errors_are_one_line() -> None:
+    closed = f"{PEN_HOST}:{free_port(PEN_HOST)}"  # nothing listens there
+    result = run_tool("penctl", closed, "servers")
+    assert result.returncode == 1 and result.stdout == b""
+    assert result.stderr.decode() == f"penctl: {closed}: Connection refused\n"
+    result = run_tool("penctl")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(b"penctl: Missing argument")
