@@ -228,7 +228,6 @@ class RawConnection(ClientConnection):
         "down_shut",
         "peer",
         "relay",
-        "settled",
         "to_down",
         "to_up",
         "up",
@@ -255,7 +254,6 @@ class RawConnection(ClientConnection):
         self.down_eof = self.up_eof = self.down_shut = self.up_shut = False
         self.connecting = False
         self.closed = False
-        self.settled = False  # past the first chunk, no head held back
         self.head = b""
         self.first_chunk = True
         self.http = False
@@ -341,8 +339,13 @@ class RawConnection(ClientConnection):
     # -- events ----------------------------------------------------------------------
 
     def on_down(self, events: int) -> None:
-        if events == EPOLLIN and self.settled and not self.to_up and self.balancer.plain:
-            # the common case, kept short: bytes from the client, nothing waiting
+        if (
+            events == EPOLLIN
+            and not self.first_chunk
+            and not self.head
+            and not self.to_up
+            and self.balancer.plain
+        ):  # the common case, kept short: bytes from the client, nothing waiting
             try:
                 size = self.down.recv_into(_VIEW, _CHUNK, _RECV_FLAGS)
             except (BlockingIOError, InterruptedError):
@@ -383,7 +386,6 @@ class RawConnection(ClientConnection):
             if data:
                 self.active = True
                 self.forward(data)
-                self.settled = not self.first_chunk and not self.head
                 if events & EPOLLRDHUP and len(data) < _CHUNK:
                     self.client_eof()
             else:
