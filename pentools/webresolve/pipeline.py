@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -280,11 +280,13 @@ class LogResolver:
         new = distinct.difference(self._by_field)
         addressed = len(lines)  # lines whose first field is an address
         first_seen = self._first_seen
-        junk: list[str] = []
-        for first in new:
-            if self._new_field(first) is None:
-                junk.append(first)
-                addressed -= self._count_unresolvable(first, lines, fields)
+        junk = [first for first in new if self._new_field(first) is None]
+        if junk:
+            # Counted in one pass: a log of names (resolved already) has
+            # thousands of distinct ones per block, and one count each was quadratic.
+            counts = Counter(fields)
+            for first in junk:
+                addressed -= self._count_unresolvable(first, counts[first], lines, fields)
         stats = self.stats
         stats.lines += len(lines)
         # Every line with an address is a cache hit but the first of each address.
@@ -369,11 +371,12 @@ class LogResolver:
             window.popleft()
             self._window_lines -= len(block.lines)
 
-    def _count_unresolvable(self, first: str, lines: list[str], fields: list[str]) -> int:
-        """Count the lines of a block starting with `first`, not an address; return how many."""
+    def _count_unresolvable(
+        self, first: str, count: int, lines: list[str], fields: list[str]
+    ) -> int:
+        """Count the `count` lines of a block starting with `first`, not an address; return it."""
         stats = self.stats
         if first:
-            count = fields.count(first)
             if is_valid_host_name(first):
                 stats.names_already += count
             else:
