@@ -142,6 +142,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         assert message.startswith("webstats: ") and message.count("\n") == 1, message
     bad_date = run_tool("webstats", "report", os.devnull, "--from", "yesterday")
     assert bad_date.returncode == 2 and b"Traceback" not in bad_date.stderr
+    assert bad_date.stderr.decode().startswith("webstats: ") and bad_date.stderr.count(b"\n") == 1
+    bare = run_tool("webstats")  # no subcommand: the help, as usage
+    assert bare.returncode == 2 and bare.stderr.decode().startswith("Usage: webstats ")
 
 
 def test_any_logformat_and_common_lines(tmp_path: Path) -> None:
