@@ -134,12 +134,12 @@ class _Block:
 class _Reader(threading.Thread):
     """Reads the input in blocks of whole lines, so the main thread never waits on a read."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, size: int | None) -> None:
         super().__init__(name="webresolve-reader", daemon=True)
         self.path = path
         self.blocks: queue.Queue[str | BaseException | None] = queue.Queue(QUEUED_BLOCKS)
         self.bytes_read = 0
-        self.size = _file_size(path)
+        self.size = size  # for the progress bar; None if unknown
 
     def run(self) -> None:
         try:
@@ -166,15 +166,14 @@ class _Reader(threading.Thread):
         self.blocks.put(None)
 
 
-def _file_size(path: str) -> int | None:
-    """The size of a plain file (for the progress bar), None for pipes and .gz."""
-    if path.endswith(".gz"):
+def _file_size(source: Source | None) -> int | None:
+    """The size of a plain uncompressed file (for the progress bar), None for pipes and .gz."""
+    if source is None or source.start is None:
         return None
     try:
-        info = os.stat(path) if path != "-" else os.fstat(sys.stdin.fileno())
-    except (OSError, ValueError):
+        return os.stat(source.path).st_size
+    except OSError:
         return None
-    return info.st_size if os.path.isfile(path) or (path == "-" and info.st_size) else None
 
 
 class LogResolver:
@@ -208,8 +207,11 @@ class LogResolver:
         self._resolver = resolver = Resolver(self.config.resolver)
         self.stats.receive_buffer = resolver.receive_buffer
         path = self.config.input_path
-        source = scout_source(path) if self.config.read_ahead else None
-        reader = _Reader(path)
+        # The same test tells whether the log can be read twice and sized.
+        source = scout_source(path)
+        reader = _Reader(path, _file_size(source))
+        if not self.config.read_ahead:
+            source = None
         reader.start()
         try:
             self._loop(resolver, reader, source)
