@@ -41,11 +41,11 @@ from pathlib import Path
 
 import dns.reversename
 
+from benchmarks.weblog import WORKLOADS, workload
 from pentools.core.accesslog import first_field_end
 from pentools.core.addresses import normalize_ip
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ROOT / "benchmarks" / "workloads"
 OUT = ROOT / "benchmarks" / "out"
 SERVER_ADDRESS = "127.0.84.53"
 DELAY_ADDRESS = "127.0.84.54"
@@ -59,18 +59,6 @@ class Run:
     wall: float
     cpu: float
     max_rss_kib: int
-
-
-def make_log(lines: int, clients: int, seed: int) -> Path:
-    path = WORKLOADS / f"weblog-{lines}-{clients}-{seed}.log"
-    if not path.exists():
-        WORKLOADS.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "benchmarks.weblog", "--lines", str(lines),
-             "--clients", str(clients), "--seed", str(seed), "-o", str(path)],
-            check=True, cwd=ROOT,
-        )  # fmt: skip
-    return path
 
 
 def distinct_addresses(path: Path, limit: int | None = None) -> list[str]:
@@ -310,7 +298,7 @@ def main() -> None:
         if not os.access(program, os.X_OK):
             sys.exit(f"bench_webresolve: {program} is needed (scripts/setup installs it)")
     OUT.mkdir(parents=True, exist_ok=True)
-    log = make_log(args.lines, args.clients, args.seed)
+    log = workload(args.lines, args.clients, args.seed)
     work = Path(tempfile.mkdtemp(prefix="bench-webresolve."))
     processes: list[subprocess.Popen[bytes]] = []
     try:

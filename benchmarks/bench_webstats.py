@@ -18,22 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.weblog import generate_lines
+from benchmarks.weblog import workload
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = HERE / "workloads"
 OUT = HERE / "out"
-
-
-def workload(lines: int, clients: int, seed: int) -> Path:
-    path = WORKLOADS / f"weblog-{lines}-{clients}-{seed}.log"
-    if not path.exists():
-        WORKLOADS.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(".tmp")
-        with open(temp, "w", encoding="latin-1", newline="") as out:
-            out.writelines(generate_lines(lines, clients, seed, 3))
-        temp.rename(path)
-    return path
 
 
 def measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:

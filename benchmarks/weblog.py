@@ -21,6 +21,10 @@ import random
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
+
+#: Where generated logs are kept between runs (gitignored).
+WORKLOADS = Path(__file__).resolve().parent / "workloads"
 
 #: Where the log starts (UTC) and the zone its times are written in.
 START = 1_772_323_200  # 2026-03-01 00:00:00 UTC
@@ -249,6 +253,22 @@ def generate_lines(lines: int, clients: int, seed: int = 1, days: int = 3) -> It
     """The lines of the log (newline included), streamed."""
     for line, _ in generate_entries(lines, clients, seed, days):
         yield line
+
+
+def workload(lines: int, clients: int, seed: int = 1) -> Path:
+    """The log of these arguments (3 days) under `WORKLOADS`, generated on first use.
+
+    It is written under a temporary name and renamed, so an interrupted run
+    never leaves a truncated log for the next one to measure.
+    """
+    path = WORKLOADS / f"weblog-{lines}-{clients}-{seed}.log"
+    if not path.exists():
+        WORKLOADS.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "w", encoding="latin-1", newline="") as out:
+            out.writelines(generate_lines(lines, clients, seed, 3))
+        temporary.rename(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

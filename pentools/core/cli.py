@@ -13,6 +13,9 @@ from pentools.core.errors import PentoolsError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: A command group run without a subcommand (click 8.2 and later): its help is the message.
+_HELP_INSTEAD = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 
 def run_command(command: click.Command, name: str, args: list[str] | None = None) -> None:
     """Run a click command; a usage error becomes ``NAME: message`` and exit status 2,
@@ -23,6 +26,9 @@ def run_command(command: click.Command, name: str, args: list[str] | None = None
     """
     try:
         status = command.main(args=args, prog_name=name, standalone_mode=False)
+    except _HELP_INSTEAD as exc:
+        exc.show()
+        raise SystemExit(2) from None
     except click.UsageError as exc:
         hint = "" if exc.ctx is None else f" (try {name} --help)"
         print(f"{name}: {exc.format_message()}{hint}", file=sys.stderr)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from pentools.core.accesslog import text_writer
+from pentools.core.cli import run_command
 from pentools.core.errors import PentoolsError
 from pentools.webresolve.pipeline import Stats, WebresolveConfig, resolve_log
 from pentools.webresolve.resolver import ResolverConfig, parse_nameserver, system_nameservers
@@ -152,7 +153,7 @@ def _write_stats(path: str, stats: Stats) -> None:
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("access_log", required=False, default="-", metavar="[ACCESS_LOG]")
 @resolver_options
-def main(access_log: str, **options: Any) -> None:
+def command(access_log: str, **options: Any) -> None:
     """Replace the client address of each access-log line by its host name.
 
     Reads ACCESS_LOG (default stdin; .gz is read too), writes the log to stdout
@@ -161,3 +162,8 @@ def main(access_log: str, **options: Any) -> None:
     at once and each address is looked up once.
     """
     run(access_log, **options)
+
+
+def main() -> None:
+    """Entry point: usage errors are one line, like every pentools command."""
+    run_command(command, "webresolve")

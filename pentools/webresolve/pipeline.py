@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -134,12 +134,12 @@ class _Block:
 class _Reader(threading.Thread):
     """Reads the input in blocks of whole lines, so the main thread never waits on a read."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, size: int | None) -> None:
         super().__init__(name="webresolve-reader", daemon=True)
         self.path = path
         self.blocks: queue.Queue[str | BaseException | None] = queue.Queue(QUEUED_BLOCKS)
         self.bytes_read = 0
-        self.size = _file_size(path)
+        self.size = size  # for the progress bar; None if unknown
 
     def run(self) -> None:
         try:
@@ -166,15 +166,14 @@ class _Reader(threading.Thread):
         self.blocks.put(None)
 
 
-def _file_size(path: str) -> int | None:
-    """The size of a plain file (for the progress bar), None for pipes and .gz."""
-    if path.endswith(".gz"):
+def _file_size(source: Source | None) -> int | None:
+    """The size of a plain uncompressed file (for the progress bar), None for pipes and .gz."""
+    if source is None or source.start is None:
         return None
     try:
-        info = os.stat(path) if path != "-" else os.fstat(sys.stdin.fileno())
-    except (OSError, ValueError):
+        return os.stat(source.path).st_size
+    except OSError:
         return None
-    return info.st_size if os.path.isfile(path) or (path == "-" and info.st_size) else None
 
 
 class LogResolver:
@@ -208,8 +207,11 @@ class LogResolver:
         self._resolver = resolver = Resolver(self.config.resolver)
         self.stats.receive_buffer = resolver.receive_buffer
         path = self.config.input_path
-        source = scout_source(path) if self.config.read_ahead else None
-        reader = _Reader(path)
+        # The same test tells whether the log can be read twice and sized.
+        source = scout_source(path)
+        reader = _Reader(path, _file_size(source))
+        if not self.config.read_ahead:
+            source = None
         reader.start()
         try:
             self._loop(resolver, reader, source)
@@ -280,11 +282,13 @@ class LogResolver:
         new = distinct.difference(self._by_field)
         addressed = len(lines)  # lines whose first field is an address
         first_seen = self._first_seen
-        junk: list[str] = []
-        for first in new:
-            if self._new_field(first) is None:
-                junk.append(first)
-                addressed -= self._count_unresolvable(first, lines, fields)
+        junk = [first for first in new if self._new_field(first) is None]
+        if junk:
+            # Counted in one pass: a log of names (resolved already) has
+            # thousands of distinct ones per block, and one count each was quadratic.
+            counts = Counter(fields)
+            for first in junk:
+                addressed -= self._count_unresolvable(first, counts[first], lines, fields)
         stats = self.stats
         stats.lines += len(lines)
         # Every line with an address is a cache hit but the first of each address.
@@ -369,11 +373,12 @@ class LogResolver:
             window.popleft()
             self._window_lines -= len(block.lines)
 
-    def _count_unresolvable(self, first: str, lines: list[str], fields: list[str]) -> int:
-        """Count the lines of a block starting with `first`, not an address; return how many."""
+    def _count_unresolvable(
+        self, first: str, count: int, lines: list[str], fields: list[str]
+    ) -> int:
+        """Count the `count` lines of a block starting with `first`, not an address; return it."""
         stats = self.stats
         if first:
-            count = fields.count(first)
             if is_valid_host_name(first):
                 stats.names_already += count
             else:

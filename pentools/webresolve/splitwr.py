@@ -6,18 +6,24 @@ from typing import Any
 
 import click
 
+from pentools.core.cli import run_command
 from pentools.webresolve.cli import EPILOG, resolver_options, run
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("access_log", metavar="ACCESS_LOG")
 @resolver_options
-def main(access_log: str, **options: Any) -> None:
+def command(access_log: str, **options: Any) -> None:
     """Resolve the client addresses of ACCESS_LOG to host names, in parallel.
 
     Writes the resolved log to stdout in the original order; '-' reads stdin.
     """
     run(access_log, **options)
+
+
+def main() -> None:
+    """Entry point: usage errors are one line, like every pentools command."""
+    run_command(command, "splitwr")
 
 
 if __name__ == "__main__":

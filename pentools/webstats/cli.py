@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from pentools.core.cli import log_format_option
+from pentools.core.cli import log_format_option, run_command
 from pentools.core.errors import PentoolsError
 
 
@@ -63,18 +63,20 @@ def _guarded(action: Callable[[], Any]) -> None:
     try:
         action()
     except PentoolsError as exc:
-        click.echo(f"webstats: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+def command() -> None:
     """Statistics pages: access-log reports and pen's live status, as static HTML."""
 
 
-@main.command()
+def main() -> None:
+    """Entry point: usage errors are one line, like every pentools command."""
+    run_command(command, "webstats")
+
+
+@command.command()
 @click.argument("logs", nargs=-1, required=True, metavar="ACCESS_LOG...")
 @click.option(
     "-o", "--output", "html_path", metavar="FILE", help="Write the HTML page here (- for stdout)."
@@ -182,7 +184,7 @@ def run_pen(config: PenConfig) -> None:
         write_atomically(config.output, html_page)
 
 
-@main.command()
+@command.command()
 @click.option(
     "-C",
     "--control",

@@ -144,6 +144,17 @@ def test_bad_arguments_give_one_line_and_exit_1(args: list[str], message: str) -
     assert result.returncode == 1
     assert message in result.stderr.decode()
     assert b"Traceback" not in result.stderr
+    assert result.stderr.decode().startswith("webresolve: ") and result.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("tool", "name"), [("webresolve", "webresolve"), ("webresolve.splitwr", "splitwr")]
+)
+def test_usage_errors_are_one_line_and_exit_2(tool: str, name: str) -> None:
+    result = run_tool(tool, "--no-such-option", input=b"")
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith(f"{name}: No such option '--no-such-option'")
+    assert result.stderr.count(b"\n") == 1
 
 
 def test_a_log_given_as_cache_file_is_refused_and_kept(dnsmasq: DnsServer, tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ def test_report_command_writes_html_and_json_atomically(tmp_path: Path) -> None:
     assert general["log_path"] == [str(log), str(plain)]
     assert html_path.read_text().startswith("<!DOCTYPE html>")
     assert html_path.stat().st_mode & 0o777 == 0o640
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".webstats-")]
+    # atomic_output's temporary files are ".NAME.XXXX" beside the target: none is left.
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_date_filters_keep_the_logged_wall_clock(tmp_path: Path) -> None:
@@ -141,6 +142,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         assert message.startswith("webstats: ") and message.count("\n") == 1, message
     bad_date = run_tool("webstats", "report", os.devnull, "--from", "yesterday")
     assert bad_date.returncode == 2 and b"Traceback" not in bad_date.stderr
+    assert bad_date.stderr.decode().startswith("webstats: ") and bad_date.stderr.count(b"\n") == 1
+    bare = run_tool("webstats")  # no subcommand: the help, as usage
+    assert bare.returncode == 2 and bare.stderr.decode().startswith("Usage: webstats ")
 
 
 def test_any_logformat_and_common_lines(tmp_path: Path) -> None:
