@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pentools.core.addresses import normalize_ip, resolve_host
+from pentools.core.addresses import resolve_host
 from pentools.core.errors import AddressError
 
 #: The largest UDP payload over IPv4 and IPv6 (65535 minus the headers).
@@ -70,11 +70,7 @@ def _family_of(address: str) -> socket.AddressFamily:
 
 def choose_addresses(config: SenderConfig) -> tuple[str, str | None]:
     """The destination and source addresses: one family, resolved once."""
-    source = None
-    if config.source is not None:
-        source = normalize_ip(config.source)
-        if source is None:
-            source = resolve_host(config.source)[0]
+    source = None if config.source is None else resolve_host(config.source)[0]
     candidates = resolve_host(config.server)
     if source is not None:
         wanted = _family_of(source)
