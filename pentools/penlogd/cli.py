@@ -147,7 +147,6 @@ def command(
                 balancers=_balancers(balancers),
             ),
         )
-        _check_format(log_format)
         run(config)
     except PentoolsError as exc:
         raise click.ClickException(str(exc)) from None
@@ -157,12 +156,6 @@ def _balancers(texts: tuple[str, ...]) -> frozenset[str] | None:
     if not texts:
         return None
     return frozenset(address for text in texts for address in resolve_host(text))
-
-
-def _check_format(log_format: str | None) -> None:
-    from pentools.core.accesslog import LogFormat
-
-    LogFormat(log_format)  # a bad format is reported before detaching
 
 
 def main() -> None:

@@ -287,7 +287,7 @@ def run(config: PenlogdConfig) -> JoinCounters:
     """Start penlogd: bind, open, detach (unless foreground), confine, serve."""
     setup_logging(config, to_syslog=False)
     account = daemon.lookup_user(config.user)
-    server = PenlogdServer(config)
+    server = PenlogdServer(config)  # compiles --log-format: a bad one is reported here
     server.start()
     if config.debug:
         log.info(server.describe())
