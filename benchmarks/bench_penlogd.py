@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pentools.core.accesslog import LogFormat
+from pentools.core.addresses import address_family
 from pentools.core.records import parse_datagram
 from pentools.penlogd.config import DEFAULT_RCVBUF
 
@@ -150,9 +151,7 @@ def replay(events: list[Event], port: int, rate: float, peak: list[int]) -> floa
     """
     sockets: dict[str, socket.socket] = {}
     for source in {e.source for e in events}:
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in source else socket.AF_INET, socket.SOCK_DGRAM
-        )
+        sock = socket.socket(address_family(source), socket.SOCK_DGRAM)
         sock.bind((source, 0))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
         sock.connect(("127.0.0.1", port))

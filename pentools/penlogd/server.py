@@ -20,7 +20,7 @@ from typing import IO, cast
 import asyncio_dgram
 from asyncio_dgram.aio import DatagramStream
 
-from pentools.core.addresses import format_host_port
+from pentools.core.addresses import address_family, format_host_port
 from pentools.core.errors import AddressError, OutputFileError, PentoolsError
 from pentools.penlogd import daemon
 from pentools.penlogd.config import PenlogdConfig
@@ -56,7 +56,7 @@ def open_sockets(config: PenlogdConfig) -> list[socket.socket]:
 
 
 def _bind(address: str, port: int, rcvbuf: int, dual: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    family = address_family(address)
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)
     except OSError as exc:
