@@ -33,6 +33,15 @@ def udp_port_bound(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def tcp_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """True once something accepts TCP connections on `port` (a balancer, a backend)."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def udp_queue_empty(port: int) -> bool:
     """True when the socket bound to UDP `port` has no datagram left to read (/proc)."""
     for table in ("/proc/net/udp", "/proc/net/udp6"):
