@@ -38,19 +38,14 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.farm import FarmEvent, read_events
 from pentools.core.accesslog import LogFormat
+from pentools.core.addresses import address_family
 from pentools.core.records import parse_datagram
 from pentools.penlogd.config import DEFAULT_RCVBUF
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "penlogd"
-
-
-@dataclass
-class Event:
-    source: str
-    payload: bytes
-    client: str | None  # the true client of a line; None for a record
 
 
 def generate_farm(directory: Path, requests: int, farm_rate: float, extended: bool) -> None:
@@ -61,24 +56,12 @@ def generate_farm(directory: Path, requests: int, farm_rate: float, extended: bo
     subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
-def read_events(path: Path) -> list[Event]:
-    events = []
-    with path.open(encoding="latin-1", newline="\n") as handle:
-        next(handle)
-        for row in handle:
-            _time, source, payload, client = row.rstrip("\n").split("\t")
-            events.append(
-                Event(source, (payload + "\n").encode("latin-1"), None if client == "-" else client)
-            )
-    return events
-
-
 def identity(line: bytes) -> bytes:
     """A line without its first field: the part a join leaves alone."""
     return line.rstrip(b"\n").split(b" ", 1)[-1]
 
 
-def truth_of(events: list[Event]) -> Counter[tuple[bytes, str]]:
+def truth_of(events: list[FarmEvent]) -> Counter[tuple[bytes, str]]:
     return Counter((identity(e.payload), e.client) for e in events if e.client is not None)
 
 
@@ -88,7 +71,7 @@ def score(lines: list[bytes], truth: Counter[tuple[bytes, str]]) -> int:
     return sum(min(count, truth[key]) for key, count in found.items())
 
 
-def fifo_floor(events: list[Event], log_format: str | None) -> int:
+def fifo_floor(events: list[FarmEvent], log_format: str | None) -> int:
     """Lines a plain consuming FIFO join in arrival order gets right."""
     parser = LogFormat(log_format)
     queues: dict[tuple[str, str], deque[str]] = defaultdict(deque)
@@ -123,7 +106,7 @@ def free_udp_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def datagrams_held(events: list[Event], buffer_bytes: int) -> int:
+def datagrams_held(events: list[FarmEvent], buffer_bytes: int) -> int:
     """How many of these datagrams a receive buffer of `buffer_bytes` (as granted) holds.
 
     The kernel charges each queued datagram its whole buffer (truesize), not
@@ -142,7 +125,7 @@ def datagrams_held(events: list[Event], buffer_bytes: int) -> int:
     return int(buffer_bytes / per_datagram)
 
 
-def replay(events: list[Event], port: int, rate: float, peak: list[int]) -> float:
+def replay(events: list[FarmEvent], port: int, rate: float, peak: list[int]) -> float:
     """Send every event from its source address at `rate` per second; the rate achieved.
 
     Every 50 ms of traffic the receiver's queue is looked at in /proc: the
@@ -150,9 +133,7 @@ def replay(events: list[Event], port: int, rate: float, peak: list[int]) -> floa
     """
     sockets: dict[str, socket.socket] = {}
     for source in {e.source for e in events}:
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in source else socket.AF_INET, socket.SOCK_DGRAM
-        )
+        sock = socket.socket(address_family(source), socket.SOCK_DGRAM)
         sock.bind((source, 0))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
         sock.connect(("127.0.0.1", port))
@@ -203,7 +184,12 @@ class Result:
 
 
 def run_one(
-    tool: str, events: list[Event], truth: Counter, rate: float, work: Path, log_format: str | None
+    tool: str,
+    events: list[FarmEvent],
+    truth: Counter,
+    rate: float,
+    work: Path,
+    log_format: str | None,
 ) -> Result:
     port = free_udp_port()
     output = work / f"{tool}-{int(rate)}-{port}.log"
@@ -294,7 +280,7 @@ def main() -> None:
         if not (directory / "events.tsv").exists():
             print(f"generating {directory.name} ...", flush=True)
             generate_farm(directory, requests, args.farm_rate, extended)
-        farms[extended] = read_events(directory / "events.tsv")
+        farms[extended] = list(read_events(directory))
     events = farms[False]
     granted = 2 * DEFAULT_RCVBUF  # what Linux grants for the default --rcvbuf
     held = datagrams_held(events, granted)
@@ -343,8 +329,8 @@ def main() -> None:
         )
     if "ours" not in tools:
         return
-    # Extended records: exact, whatever the order; the apachelogs-compiled
-    # combined_port format parses slower than the built-in combined reader.
+    # Extended records: exact, whatever the order (combined_port is read by
+    # accesslog's fast port regex, as quick as plain combined).
     for rate in sorted({rates[0], loss_free.get("ours", rates[0])}):
         ext = farms[True][: int(rate * args.duration)]
         runs = [

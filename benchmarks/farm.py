@@ -938,7 +938,10 @@ def load_truth(out: Path) -> dict[tuple[str, int], str]:
 
 @dataclass(frozen=True, slots=True)
 class FarmEvent:
-    """One datagram of the UDP path: `client` is the truth for a line, None for a record."""
+    """One datagram of the UDP path, newline included, as pen and penlog send it.
+
+    `client` is the truth for a line, None for a record.
+    """
 
     time: float
     source: str
@@ -953,7 +956,10 @@ def read_events(out: Path) -> Iterator[FarmEvent]:
         for row in rows:
             when, source, payload, client = row.rstrip("\n").split("\t")
             yield FarmEvent(
-                float(when), source, payload.encode("latin-1"), None if client == "-" else client
+                float(when),
+                source,
+                (payload + "\n").encode("latin-1"),
+                None if client == "-" else client,
             )
 
 

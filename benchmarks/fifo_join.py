@@ -13,6 +13,7 @@ import sys
 from collections import defaultdict, deque
 
 from pentools.core.accesslog import LogFormat, read_lines, text_writer
+from pentools.core.addresses import resolve_host, split_host_prefix
 from pentools.core.errors import RecordError
 from pentools.core.records import parse_local
 
@@ -52,7 +53,11 @@ def main() -> None:
     if args[:1] == ["--log-format"]:
         log_format, args = args[1], args[2:]
     pen_log, specs = args[0], args[1:]
-    fifo_join(pen_log, [tuple(spec.split(":", 1)) for spec in specs], jitter, log_format)  # type: ignore[misc]
+    sources = []
+    for spec in specs:  # SERVER:LOG as mergelogs reads it ([IPv6]:LOG, names too)
+        host, path = split_host_prefix(spec)
+        sources.append((resolve_host(host)[0], path))
+    fifo_join(pen_log, sources, jitter, log_format)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ how many of its clients are right: a multiset intersection.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from pathlib import Path
+
+from benchmarks.farm import load_truth
 
 _CLIENT_AND_TIME = re.compile(r"^\S+ (.*?)\[[^\]]*\](.*)$", re.S)
 
@@ -26,11 +27,8 @@ def line_identity(line: str) -> str:
 def read_truth(farm_dir: Path) -> Counter[tuple[str, str]]:
     """(line identity, true client) of every backend line of a generated farm."""
     truth_rows: dict[str, dict[int, str]] = {}
-    with (farm_dir / "truth.tsv").open(newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        next(reader)  # header
-        for server, line_number, client, *_ in reader:
-            truth_rows.setdefault(server, {})[int(line_number)] = client
+    for (server, line_number), client in load_truth(farm_dir).items():
+        truth_rows.setdefault(server, {})[line_number] = client
     expected: Counter[tuple[str, str]] = Counter()
     for server, clients in truth_rows.items():
         log = farm_dir / f"access_log.{server}"

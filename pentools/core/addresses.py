@@ -56,6 +56,11 @@ def is_ip_address(text: str) -> bool:
     return normalize_ip(text) is not None
 
 
+def address_family(address: str) -> socket.AddressFamily:
+    """The socket family of an IP address: AF_INET6 if it has a colon, else AF_INET."""
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
 def format_host_port(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 address."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import IO
 
 import click
 
@@ -121,16 +122,16 @@ def command(
 
 def _run(config: MergeConfig, output: str | None) -> MergeStats:
     if output is None:
-        writer = text_writer(sys.stdout.buffer)
-        stats = merge_logs(config, writer)
-        writer.flush()
-        writer.detach()  # stdout stays open for click
-        return stats
+        return _merge_into(config, sys.stdout.buffer)
     with atomic_output(output) as binary:
-        writer = text_writer(binary)
-        stats = merge_logs(config, writer)
-        writer.flush()
-        writer.detach()  # atomic_output syncs and closes the file
+        return _merge_into(config, binary)
+
+
+def _merge_into(config: MergeConfig, binary: IO[bytes]) -> MergeStats:
+    writer = text_writer(binary)
+    stats = merge_logs(config, writer)
+    writer.flush()
+    writer.detach()  # its owner closes it: click (stdout), or atomic_output after syncing
     return stats
 
 

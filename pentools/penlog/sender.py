@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pentools.core.addresses import normalize_ip, resolve_host
+from pentools.core.addresses import address_family, resolve_host
 from pentools.core.errors import AddressError
 
 #: The largest UDP payload over IPv4 and IPv6 (65535 minus the headers).
@@ -64,21 +64,13 @@ class SenderStats:
         return f"sent {self.sent}, dropped {self.dropped}, truncated {self.truncated}"
 
 
-def _family_of(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
-
-
 def choose_addresses(config: SenderConfig) -> tuple[str, str | None]:
     """The destination and source addresses: one family, resolved once."""
-    source = None
-    if config.source is not None:
-        source = normalize_ip(config.source)
-        if source is None:
-            source = resolve_host(config.source)[0]
+    source = None if config.source is None else resolve_host(config.source)[0]
     candidates = resolve_host(config.server)
     if source is not None:
-        wanted = _family_of(source)
-        same_family = [a for a in candidates if _family_of(a) == wanted]
+        wanted = address_family(source)
+        same_family = [a for a in candidates if address_family(a) == wanted]
         if not same_family:
             raise AddressError(config.server, f"has no address of the family of {source}")
         candidates = same_family
@@ -90,7 +82,7 @@ class Sender:
 
     def __init__(self, config: SenderConfig) -> None:
         destination, source = choose_addresses(config)
-        self.family = _family_of(destination)
+        self.family = address_family(destination)
         self.max_datagram = UDP_MAX[self.family]
         self.stats = SenderStats()
         self._socket = socket.socket(self.family, socket.SOCK_DGRAM)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pentools.core.addresses import normalize_ip, parse_port, resolve_host
+from pentools.core.addresses import parse_port, resolve_host
 from pentools.core.cli import log_format_option, run_command
 from pentools.core.errors import PentoolsError
 from pentools.penlogd.config import DEFAULT_RCVBUF, PenlogdConfig
@@ -131,7 +131,7 @@ def command(
     try:
         config = PenlogdConfig(
             port=parse_port(port),
-            addresses=tuple(_address(a) for a in addresses),
+            addresses=tuple(resolve_host(a)[0] for a in addresses),
             logfile=logfile,
             pidfile=pidfile,
             foreground=foreground,
@@ -147,27 +147,15 @@ def command(
                 balancers=_balancers(balancers),
             ),
         )
-        _check_format(log_format)
         run(config)
     except PentoolsError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _address(text: str) -> str:
-    address = normalize_ip(text)
-    return address if address is not None else resolve_host(text)[0]
 
 
 def _balancers(texts: tuple[str, ...]) -> frozenset[str] | None:
     if not texts:
         return None
     return frozenset(address for text in texts for address in resolve_host(text))
-
-
-def _check_format(log_format: str | None) -> None:
-    from pentools.core.accesslog import LogFormat
-
-    LogFormat(log_format)  # a bad format is reported before detaching
 
 
 def main() -> None:

@@ -65,14 +65,13 @@ class JoinCounters:
 class _WaitingLine:
     """A parsed line waiting for the record of its request."""
 
-    __slots__ = ("deadline", "done", "key", "line", "server", "time")
+    __slots__ = ("deadline", "done", "key", "line", "server")
 
-    def __init__(self, line: AccessLine, server: str, key: str, time: float, wait: float) -> None:
+    def __init__(self, line: AccessLine, server: str, key: str, deadline: float) -> None:
         self.line = line
         self.server = server
         self.key = key
-        self.time = time
-        self.deadline = time + wait
+        self.deadline = deadline
         self.done = False
 
 
@@ -195,7 +194,7 @@ class LiveJoin:
             client = self.engine.match(server, key, now, line.remote_port, line.agent).client
             self._write_line(line, client)
             return
-        entry = _WaitingLine(line, server, key, now, self.config.wait)
+        entry = _WaitingLine(line, server, key, now + self.config.wait)
         self.counters.waited += 1
         self._waiting.append(entry)
         self._waiting_by_key.setdefault((server, key), deque()).append(entry)

@@ -14,17 +14,18 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from typing import IO, cast
 
 import asyncio_dgram
 from asyncio_dgram.aio import DatagramStream
 
-from pentools.core.addresses import format_host_port, normalize_ip
+from pentools.core.addresses import address_family, format_host_port
 from pentools.core.errors import AddressError, OutputFileError, PentoolsError
 from pentools.penlogd import daemon
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
-from pentools.penlogd.receiver import RECEIVE_SIZE, BatchReceiver
+from pentools.penlogd.receiver import BatchReceiver
 
 log = logging.getLogger("penlogd")
 
@@ -55,7 +56,7 @@ def open_sockets(config: PenlogdConfig) -> list[socket.socket]:
 
 
 def _bind(address: str, port: int, rcvbuf: int, dual: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    family = address_family(address)
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)
     except OSError as exc:
@@ -165,16 +166,17 @@ class PenlogdServer:
         loop.add_signal_handler(signal.SIGUSR1, self._report)
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        receivers = [BatchReceiver(sock) for sock in self.sockets]
         readers = [
-            asyncio.create_task(self._read(stream, sock))
-            for stream, sock in zip(streams, self.sockets, strict=True)
+            asyncio.create_task(self._read(stream, receiver))
+            for stream, receiver in zip(streams, receivers, strict=True)
         ]
         ticker = asyncio.create_task(self._tick())
         await self._stopping.wait()
         ticker.cancel()
         # Nothing that reached us is lost: what the kernel still holds is read
         # now, then what asyncio-dgram queued is handled before it, in order.
-        late = self._drain_kernel_buffers()
+        late = [datagram for receiver in receivers for datagram in _drain(receiver)]
         for stream in streams:
             stream.close()  # the readers end after the queued datagrams
         await asyncio.gather(*readers)
@@ -187,9 +189,8 @@ class PenlogdServer:
         self.output.close()
         return self.join.sync_counters()
 
-    async def _read(self, stream: DatagramStream, sock: socket.socket) -> None:
+    async def _read(self, stream: DatagramStream, receiver: BatchReceiver) -> None:
         join, now = self.join, asyncio.get_running_loop().time
-        receiver = BatchReceiver(sock)
         debug = log.isEnabledFor(logging.DEBUG)
         while True:
             try:
@@ -232,19 +233,6 @@ class PenlogdServer:
         if lines:
             self.output.write(lines)
 
-    def _drain_kernel_buffers(self) -> list[tuple[bytes, str]]:
-        late = []
-        for sock in self.sockets:
-            while True:
-                try:
-                    data, address = sock.recvfrom(RECEIVE_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    break
-                late.append((data, normalize_ip(address[0]) or address[0]))
-        return late
-
     def _rotate(self) -> None:
         self._write_output()
         try:
@@ -256,6 +244,12 @@ class PenlogdServer:
 
     def _report(self) -> None:
         log.info("%s, waiting %d", self.join.sync_counters().summary(), self.join.waiting)
+
+
+def _drain(receiver: BatchReceiver) -> Iterator[tuple[bytes, str]]:
+    """Every datagram the kernel still holds for `receiver`'s socket."""
+    while batch := receiver.receive():
+        yield from batch
 
 
 def setup_logging(config: PenlogdConfig, to_syslog: bool) -> None:
@@ -287,7 +281,7 @@ def run(config: PenlogdConfig) -> JoinCounters:
     """Start penlogd: bind, open, detach (unless foreground), confine, serve."""
     setup_logging(config, to_syslog=False)
     account = daemon.lookup_user(config.user)
-    server = PenlogdServer(config)
+    server = PenlogdServer(config)  # compiles --log-format: a bad one is reported here
     server.start()
     if config.debug:
         log.info(server.describe())

@@ -1,7 +1,10 @@
+import socket
+
 import pytest
 
 from pentools.core.addresses import (
     HostPort,
+    address_family,
     normalize_ip,
     parse_host_port,
     resolve_host,
@@ -78,3 +81,9 @@ def test_resolve_host() -> None:
     assert "127.0.0.1" in resolve_host("localhost") or "::1" in resolve_host("localhost")
     with pytest.raises(AddressError):
         resolve_host("no-such-host.invalid")
+
+
+def test_address_family() -> None:
+    assert address_family("192.0.2.1") == socket.AF_INET
+    assert address_family("2001:db8::1") == socket.AF_INET6
+    assert address_family("::ffff:192.0.2.1") == socket.AF_INET6

@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 
+from pentools.core.addresses import address_family
 from tests.conftest import free_port, run_tool, tool_argv, tool_env
 
 
 def receiver(host: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = socket.socket(address_family(host), socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     sock.bind((host, 0))
     sock.settimeout(5)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pentools.core.addresses import address_family
 from tests.conftest import Processes, free_port, tool_argv, tool_env
 
 COMMON_TIME = "[21/Nov/2026:14:00:00 +0000]"
@@ -24,13 +25,21 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str
 
 def udp_port_bound(port: int, host: str = "127.0.0.1") -> bool:
     """True once some process has bound UDP `port` (on `host` or the wildcard)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+    with socket.socket(address_family(host), socket.SOCK_DGRAM) as probe:
         try:
             probe.bind((host, port))
         except OSError as exc:
             return exc.errno == errno.EADDRINUSE
     return False
+
+
+def tcp_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """True once something accepts TCP connections on `port` (a balancer, a backend)."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def udp_queue_empty(port: int) -> bool:
@@ -53,8 +62,7 @@ def common_line(
 
 
 def sender(source: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in source else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = socket.socket(address_family(source), socket.SOCK_DGRAM)
     sock.bind((source, 0))
     return sock
 

@@ -24,7 +24,7 @@ from tests.conftest import (
     require_program,
     tool_argv,
 )
-from tests.penlogd.live import Penlogd, wait_until
+from tests.penlogd.live import Penlogd, tcp_accepts, wait_until
 
 WEB_SERVERS = ("127.0.0.11", "127.0.0.12")
 CLIENTS = [f"127.0.1.{n}" for n in range(1, 9)]
@@ -89,7 +89,7 @@ def test_every_request_gets_its_true_client(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_until(lambda: _accepts(listen) or pen.poll() is not None, what="the balancer")
+    wait_until(lambda: tcp_accepts(listen) or pen.poll() is not None, what="the balancer")
     assert pen.poll() is None
 
     # Each client asks for its own page, then everyone asks for the same one,
@@ -108,11 +108,3 @@ def test_every_request_gets_its_true_client(
         client, rest = line.rstrip(b"\n").split(b" ", 1)
         assert rest.endswith(b'" 200 6 "' + client + b'"'), line
     assert sorted(line.split(b" ", 1)[0].decode() for line in lines) == sorted(CLIENTS * 2)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True

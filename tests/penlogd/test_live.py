@@ -18,6 +18,7 @@ from tests.penlogd.live import (
     clients,
     common_line,
     sender,
+    tcp_accepts,
     udp_queue_empty,
     wait_until,
 )
@@ -146,7 +147,7 @@ def test_the_c_pen_to_our_penlogd(processes: Processes, tmp_path: Path) -> None:
             ],
             stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: _accepts(listen), what="pen")
+        wait_until(lambda: tcp_accepts(listen), what="pen")
         sources = [f"127.0.1.{n}" for n in range(1, 6)]
         for source in sources:
             assert http_get(listen, "/same", source).endswith(b"ok")
@@ -169,14 +170,6 @@ def daemon_received(daemon: Penlogd) -> int:
     found = re.search(r"records (\d+)", line)
     assert found, line
     return int(found[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_ipv6_everywhere(processes: Processes, tmp_path: Path) -> None:

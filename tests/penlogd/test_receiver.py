@@ -8,12 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from pentools.core.addresses import address_family
 from pentools.penlogd.receiver import BatchReceiver
+from tests.penlogd.live import sender
 
 
 def _receiving(host: str, dual: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = socket.socket(address_family(host), socket.SOCK_DGRAM)
     if dual:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     try:  # room for every datagram a test sends before reading (as root)
@@ -22,12 +23,6 @@ def _receiving(host: str, dual: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind((host, 0))
     sock.setblocking(False)
-    return sock
-
-
-def _sending(source: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in source else socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((source, 0))
     return sock
 
 
@@ -58,7 +53,7 @@ def test_every_datagram_in_order_with_its_canonical_source(
     one_by_one: bool,
 ) -> None:
     receiving = _receiving(listen, dual)
-    senders = [_sending(source) for source in sources]
+    senders = [sender(source) for source in sources]
     port = receiving.getsockname()[1]
     try:
         receiver = BatchReceiver(receiving, size=16)
@@ -74,8 +69,8 @@ def test_every_datagram_in_order_with_its_canonical_source(
         assert receiver.receive() == []
     finally:
         receiving.close()
-        for sender in senders:
-            sender.close()
+        for sock in senders:
+            sock.close()
 
 
 def test_source_memory_is_bounded() -> None:
@@ -85,8 +80,8 @@ def test_source_memory_is_bounded() -> None:
     receiver.MAX_SOURCES = 3
     try:
         for last in range(51, 56):
-            with _sending(f"127.0.0.{last}") as sender:
-                sender.sendto(b"line", ("127.0.0.1", port))
+            with sender(f"127.0.0.{last}") as sock:
+                sock.sendto(b"line", ("127.0.0.1", port))
         assert [source for _, source in _drain(receiver)] == [
             f"127.0.0.{last}" for last in range(51, 56)
         ]
