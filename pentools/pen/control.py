@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pentools.core.addresses import normalize_ip, resolve_host
+from pentools.core.addresses import address_family, normalize_ip, resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
 from pentools.pen.acl import list_number, parse_entry
 from pentools.pen.proxy import client_of
@@ -183,7 +183,7 @@ class Controller:
         ip = normalize_ip(address)
         if ip is None:
             raise CommandError(f"source must be an IP address, not {address!r}")
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        family = address_family(ip)
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             try:  # an address that is not this machine's would fail every connection
                 probe.bind((ip, 0))

@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Callable
 
-from pentools.core.addresses import HostPort, resolve_host
+from pentools.core.addresses import HostPort, address_family, resolve_host
 from pentools.core.errors import ConfigError
 from pentools.core.records import BalancerRecord
 
@@ -72,7 +72,7 @@ class UdpSink:
     def __init__(self, address: HostPort) -> None:
         self.description = str(address)
         ip = resolve_host(address.host)[0]
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        family = address_family(ip)
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
         self._socket.connect((ip, address.port))

@@ -33,6 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pentools.core.addresses import address_family
 from pentools.pen.proxy import ClientConnection, client_of
 from pentools.pen.proxyproto import proxy_header
 
@@ -281,9 +282,7 @@ class RawConnection(ClientConnection):
         self.client_entry = selector.clients.get(self.client) or balancer.orphan_client
         address = server.address
         try:
-            up = _NEW_SOCKET(
-                socket.AF_INET6 if ":" in address else socket.AF_INET, _NONBLOCKING_STREAM
-            )
+            up = _NEW_SOCKET(address_family(address), _NONBLOCKING_STREAM)
         except OSError as exc:  # out of descriptors: pen's trouble, not the server's
             balancer.debug(f"cannot open a socket to server {index}: {exc.strerror}")
             self.close()

@@ -16,7 +16,7 @@ import stat
 import sys
 from collections.abc import Callable
 
-from pentools.core.addresses import resolve_host
+from pentools.core.addresses import address_family, resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
 from pentools.core.output import atomic_output
 from pentools.pen.balancer import Balancer
@@ -52,7 +52,7 @@ def bind_listener(
         sock.bind(address)
     else:
         ip = resolve_host(spec.host)[0]
-        sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, kind)
+        sock = socket.socket(address_family(ip), kind)
         if not udp:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -10,6 +10,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from pentools.core.addresses import address_family
 from pentools.core.records import BalancerRecord, request_key
 from pentools.pen.proxy import client_of
 
@@ -95,7 +96,7 @@ class _Front(asyncio.DatagramProtocol):
         server = balancer.selector.server(index)
         session = _Session(self, addr, server)
         self.sessions[addr] = session
-        family = socket.AF_INET6 if ":" in server.address else socket.AF_INET
+        family = address_family(server.address)
         balancer.loop.create_task(
             balancer.loop.create_datagram_endpoint(
                 lambda: session, remote_addr=(server.address, server.port), family=family

@@ -37,7 +37,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from pentools.core.addresses import HostPort, normalize_ip, parse_host_port
+from pentools.core.addresses import HostPort, address_family, normalize_ip, parse_host_port
 from pentools.core.errors import AddressError
 from pentools.webresolve import wire
 from pentools.webresolve.flow import InFlightControl
@@ -157,7 +157,7 @@ class _Channel:
     __slots__ = ("in_flight", "receive_buffer", "server", "socket")
 
     def __init__(self, server: HostPort, index: int) -> None:
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        family = address_family(server.host)
         self.server = index
         self.socket = socket.socket(family, socket.SOCK_DGRAM)
         self.socket.setblocking(False)
