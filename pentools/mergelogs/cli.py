@@ -10,7 +10,6 @@ import click
 from pentools.core.accesslog import text_writer
 from pentools.core.addresses import split_host_prefix
 from pentools.core.cli import log_format_option, run_command
-from pentools.core.errors import PentoolsError
 from pentools.core.output import atomic_output
 from pentools.mergelogs.merge import LogSource, MergeConfig, MergeStats, merge_logs
 
@@ -111,8 +110,6 @@ def command(
         sources = tuple(LogSource.from_spec(*split_host_prefix(spec)) for spec in logs)
         config = MergeConfig(pen_log, sources, jitter, clock_offset, reorder, log_format, unmatched)
         stats = _run(config, output)
-    except PentoolsError as exc:
-        raise SystemExit(f"mergelogs: {exc}") from None
     except BrokenPipeError:
         sys.stderr.close()  # a closed pipe (| head) is not an error worth a traceback
         raise SystemExit(1) from None

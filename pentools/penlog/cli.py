@@ -10,7 +10,6 @@ import click
 
 from pentools.core.addresses import parse_port
 from pentools.core.cli import run_command
-from pentools.core.errors import PentoolsError
 from pentools.penlog.sender import Sender, SenderConfig
 
 EPILOG = """\b
@@ -41,10 +40,7 @@ def command(server: str, port: str, my_ip: str | None, show_stats: bool) -> None
     address.  MY_IP is the source address to send from: penlogd knows the web
     server by it, so it must be the address pen was given for this server.
     """
-    try:
-        sender = Sender(SenderConfig(server, parse_port(port), my_ip))
-    except PentoolsError as exc:
-        raise click.ClickException(str(exc)) from None
+    sender = Sender(SenderConfig(server, parse_port(port), my_ip))
     stop_signals: list[int] = []
     wakeup_read, wakeup_write = os.pipe()
     os.set_blocking(wakeup_write, False)

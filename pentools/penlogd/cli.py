@@ -6,7 +6,6 @@ import click
 
 from pentools.core.addresses import parse_port, resolve_host
 from pentools.core.cli import log_format_option, run_command
-from pentools.core.errors import PentoolsError
 from pentools.penlogd.config import DEFAULT_RCVBUF, PenlogdConfig
 from pentools.penlogd.join import JoinConfig
 
@@ -128,28 +127,25 @@ def command(
     """
     from pentools.penlogd.server import run
 
-    try:
-        config = PenlogdConfig(
-            port=parse_port(port),
-            addresses=tuple(resolve_host(a)[0] for a in addresses),
-            logfile=logfile,
-            pidfile=pidfile,
-            foreground=foreground,
-            debug=debug,
-            chroot=chroot,
-            user=user,
-            rcvbuf=rcvbuf,
-            join=JoinConfig(
-                window=window,
-                wait=wait,
-                max_records=max_records,
-                log_format=log_format,
-                balancers=_balancers(balancers),
-            ),
-        )
-        run(config)
-    except PentoolsError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = PenlogdConfig(
+        port=parse_port(port),
+        addresses=tuple(resolve_host(a)[0] for a in addresses),
+        logfile=logfile,
+        pidfile=pidfile,
+        foreground=foreground,
+        debug=debug,
+        chroot=chroot,
+        user=user,
+        rcvbuf=rcvbuf,
+        join=JoinConfig(
+            window=window,
+            wait=wait,
+            max_records=max_records,
+            log_format=log_format,
+            balancers=_balancers(balancers),
+        ),
+    )
+    run(config)
 
 
 def _balancers(texts: tuple[str, ...]) -> frozenset[str] | None:
