@@ -17,7 +17,8 @@ The rule, for a line from server S with request key R at time t:
    nearest record *older* than the band: lines come in time order, so no
    later line can claim it, whereas a newer one belongs to a line still to
    come, which would then take another's, and so on.  Until the band is
-   known, take the record nearest to the expected time (the oldest on a tie).
+   known, take the record nearest to the expected time, but the older of two
+   less than a time resolution apart in distance (first in, first out).
    When the line has a *fingerprint* (what a client
    keeps from request to request: its User-Agent), candidates whose client
    was confidently seen with another fingerprint are passed over, if any
@@ -396,8 +397,11 @@ class AttributionEngine:
                 best, best_distance = index, expected - times[index]
                 break
             index -= 1
+        # a newer record wins only if nearer by more than the time resolution:
+        # within it, the two are equally plausible, and first in, first out
+        # keeps the order the balancer saw
         index = start
-        while index < len(times) and times[index] - expected < best_distance:
+        while index < len(times) and times[index] - expected < best_distance - self.resolution:
             if times[index] - expected > self.window or times[index] >= newest:
                 break
             if not records[index].consumed:

@@ -29,6 +29,21 @@ def test_nearest_in_time_within_the_window() -> None:
     assert engine.match(SERVER, GET, 299).client == "192.0.2.3"
 
 
+def test_before_the_band_the_older_of_two_within_a_second_goes_first() -> None:
+    """Request A stamped 100 is logged at 101; request B of the same URL, stamped
+    101, later: with one-second stamps both records fit A's line, and the older
+    one is A's (nearest first gave A's line to B, and B's line to A)."""
+    engine = AttributionEngine(window=60)
+    engine.add_record(record("192.0.2.1", 100))
+    engine.add_record(record("192.0.2.2", 101))
+    assert engine.match(SERVER, GET, 101).client == "192.0.2.1"
+    assert engine.match(SERVER, GET, 101).client == "192.0.2.2"
+    # nearer by more than the resolution still wins
+    engine.add_record(record("192.0.2.3", 200))
+    engine.add_record(record("192.0.2.4", 203))
+    assert engine.match(SERVER, GET, 203).client == "192.0.2.4"
+
+
 def test_keys_are_server_and_request() -> None:
     engine = AttributionEngine(window=60)
     engine.add_record(record("192.0.2.1", 100, "GET /a HTTP/1.1"))
