@@ -93,9 +93,18 @@ _FIELD_DIRECTIVES = {
     "%b": "size",
     "%B": "size",
     "%O": "size",
-    "%{Referer}i": "referer",
-    "%{User-Agent}i": "agent",
+    "%{referer}i": "referer",
+    "%{user-agent}i": "agent",
 }
+
+
+def _directive_key(directive: str) -> str:
+    """A directive as the tables above spell it: header names (``%{...}i``) are
+    case-insensitive, as in HTTP and Apache; every other directive is not."""
+    if directive.startswith("%{") and directive.endswith("}i"):
+        return directive.lower()
+    return directive
+
 
 #: Locale-independent month names of ``%t`` (never ``strptime('%b')``).
 _MONTHS = {
@@ -211,7 +220,7 @@ def field_regex(log_format: str | None = None) -> str:
         raise LogFormatError(text, str(exc)) from None
     names: list[str] = []
     for index, (_, directive, _) in enumerate(group_defs, start=1):
-        name = _FIELD_DIRECTIVES.get(directive)
+        name = _FIELD_DIRECTIVES.get(_directive_key(directive))
         names.append(name if name and name not in names else f"_{index}")
     for needed, directive in (("client", "%h or %a"), ("time", "%t")):
         if needed not in names:
@@ -347,7 +356,7 @@ class LogFormat:
                 self._request_group = index
             elif directive == "%{remote}p":
                 self._port_group = index
-            elif directive.lower() == "%{user-agent}i":
+            elif _directive_key(directive) == "%{user-agent}i":
                 self._agent_group = index
             elif isinstance(name, tuple) and name[0] == "request_time_fields":
                 self._time_groups.append((index, name[1], converter))

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pentools.core.accesslog import field_regex, parse_clf_time, parse_clf_times
+from pentools.core.accesslog import LogFormat, field_regex, parse_clf_time, parse_clf_times
 from pentools.core.errors import LogFormatError
 
 
@@ -39,6 +39,17 @@ def test_literal_parentheses_and_unused_directives_are_not_fields() -> None:
     )
     assert (fields["client"], fields["status"], fields["size"]) == ("::1", "404", "3")
     assert sorted(k for k in fields if k.startswith("_")) == ["_1", "_4"]
+
+
+def test_header_names_are_case_insensitive_in_both_parsers() -> None:
+    """``%{user-agent}i`` logs the same header as ``%{User-Agent}i`` (HTTP and
+    Apache ignore the case): statistics and the join both see it as the agent."""
+    log_format = '%h %t "%r" %>s %b "%{referer}i" "%{USER-AGENT}i"'
+    line = '192.0.2.1 [01/Mar/2026:10:00:00 +0100] "GET / HTTP/1.1" 200 5 "http://r/" "Moz"'
+    fields = _extract(log_format, line)
+    assert (fields["referer"], fields["agent"]) == ("http://r/", "Moz")
+    parsed = LogFormat(log_format).parse(line)
+    assert parsed is not None and parsed.agent == "Moz"
 
 
 def test_formats_without_client_or_time_are_refused() -> None:
