@@ -437,6 +437,23 @@ def open_binary(path: str) -> IO[bytes]:
     return raw
 
 
+def blocks_of_lines(stream: IO[bytes], size: int, *, eager: bool = False) -> Iterator[bytes]:
+    """`stream` in blocks of whole lines: each read of about `size` bytes, cut
+    after its last ``\\n`` (the rest goes with the next read); the last block may
+    lack the newline.  `eager` takes what a pipe has now (``read1``) instead of
+    waiting for `size` bytes, for a reader that streams."""
+    read = getattr(stream, "read1", stream.read) if eager else stream.read
+    carry = b""
+    while chunk := read(size):
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        carry = data[cut:]
+        if cut:
+            yield data[:cut]
+    if carry:
+        yield carry
+
+
 def open_text(path: str) -> IO[str]:
     """A log as Latin-1 text, split only at ``\\n`` and never translated."""
     return io.TextIOWrapper(open_binary(path), encoding="latin-1", newline="\n")

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import IO
 
-from pentools.core.accesslog import first_field_end, open_binary
+from pentools.core.accesslog import blocks_of_lines, first_field_end, open_binary
 from pentools.core.addresses import normalize_ip
 from pentools.core.errors import InputFileError
 from pentools.webresolve.cache import CacheFile
@@ -145,17 +145,9 @@ class _Reader(threading.Thread):
         try:
             stream = open_binary(self.path)
             try:
-                read = getattr(stream, "read1", stream.read)
-                carry = b""
-                while chunk := read(READ_SIZE):
-                    self.bytes_read += len(chunk)
-                    data = carry + chunk
-                    cut = data.rfind(b"\n") + 1
-                    carry = data[cut:]
-                    if cut:
-                        self.blocks.put(data[:cut].decode("latin-1"))
-                if carry:
-                    self.blocks.put(carry.decode("latin-1"))
+                for block in blocks_of_lines(stream, READ_SIZE, eager=True):
+                    self.bytes_read += len(block)
+                    self.blocks.put(block.decode("latin-1"))
             finally:
                 if self.path != "-":
                     stream.close()

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pentools.core.accesslog import first_field_end, open_binary
+from pentools.core.accesslog import blocks_of_lines, first_field_end, open_binary
 from pentools.core.addresses import normalize_ip
 from pentools.core.errors import InputFileError
 
@@ -69,14 +69,8 @@ def _blocks_of_lines(path: str, offset: int | None) -> Iterator[list[str]]:
             if stream.read(1) != b"\n":
                 stream.readline()  # the rest of a line cut in two: its field is no address
     with stream:
-        carry = b""
-        while chunk := stream.read(READ_SIZE):
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            yield data[:cut].decode("latin-1").split("\n")
-        if carry:
-            yield [carry.decode("latin-1")]
+        for block in blocks_of_lines(stream, READ_SIZE):
+            yield block.decode("latin-1").split("\n")
 
 
 @dataclass(frozen=True)

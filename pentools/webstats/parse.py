@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pentools.core.accesslog import field_regex, open_text, parse_clf_times
+from pentools.core.accesslog import blocks_of_lines, field_regex, open_binary, parse_clf_times
 from pentools.core.errors import InputFileError
 
 #: Characters read per chunk: about 75,000 combined lines.
@@ -44,19 +44,10 @@ class ParsedChunk:
 
 def read_line_chunks(path: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[pa.Array]:
     """The lines of a log (``-`` is stdin, ``.gz`` decompressed) in pyarrow arrays."""
-    stream = open_text(path)
-    carry = ""
+    stream = open_binary(path)
     try:
-        while block := stream.read(chunk_chars):
-            text = carry + block
-            cut = text.rfind("\n")
-            if cut < 0:
-                carry = text
-                continue
-            carry = text[cut + 1 :]
-            yield _split_lines(text[:cut])
-        if carry:
-            yield _split_lines(carry)
+        for block in blocks_of_lines(stream, chunk_chars):
+            yield _split_lines(block.decode("latin-1"))
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputFileError(path, str(exc)) from None
     finally:
