@@ -423,6 +423,11 @@ def first_field_end(line: str) -> int:
     return len(line.rstrip("\r\n"))
 
 
+def is_gzip(path: str, start: bytes) -> bool:
+    """Whether a file is gzip-compressed, by its first two bytes or its name."""
+    return start == b"\x1f\x8b" or path.endswith(".gz")
+
+
 def open_binary(path: str) -> IO[bytes]:
     """Open a log for reading as bytes: ``-`` is stdin, ``.gz`` is decompressed."""
     if path == "-":
@@ -431,7 +436,7 @@ def open_binary(path: str) -> IO[bytes]:
         raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as exc:
         raise InputFileError(path, exc.strerror or str(exc)) from None
-    if raw.peek(2)[:2] == b"\x1f\x8b" or path.endswith(".gz"):
+    if is_gzip(path, raw.peek(2)[:2]):
         raw.close()  # reopened by gzip, which then closes it too
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return raw

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pentools.core.accesslog import blocks_of_lines, first_field_end, open_binary
+from pentools.core.accesslog import blocks_of_lines, first_field_end, is_gzip, open_binary
 from pentools.core.addresses import normalize_ip
 from pentools.core.errors import InputFileError
 
@@ -97,7 +97,7 @@ def scout_source(path: str) -> Source | None:
             return None
         try:
             with open(path, "rb") as stream:
-                compressed = stream.read(2) == b"\x1f\x8b" or path.endswith(".gz")
+                compressed = is_gzip(path, stream.read(2))
         except OSError:
             return None
         return Source(path, None if compressed else 0)
