@@ -59,9 +59,15 @@ def require_program(name: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    """A port that is free on `host` right now."""
+    """A port that is free on `host` right now.
+
+    `host` "::" probes the dual-stack wildcard, which a daemon listening on
+    every address binds: the port is then free on every IPv4 and IPv6 address.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, kind) as probe:
+        if host == "::":
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
 

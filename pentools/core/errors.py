@@ -18,6 +18,15 @@ class AddressError(PentoolsError, ValueError):
         self.reason = reason
 
 
+class ListenError(PentoolsError, OSError):
+    """A socket that cannot be bound to listen (address in use, not local, no permission)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
 class LogFormatError(PentoolsError, ValueError):
     """An Apache LogFormat string that pentools cannot use."""
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from pentools.core.addresses import address_family, resolve_host
-from pentools.core.errors import ConfigError, PentoolsError
+from pentools.core.errors import ConfigError, ListenError, PentoolsError
 from pentools.core.output import atomic_output
 from pentools.pen.balancer import Balancer
 from pentools.pen.config import DEFAULT_BACKLOG, ListenSpec, PenConfig
@@ -72,7 +72,7 @@ def _open_listener(
     try:
         return bind_listener(spec, udp=udp, backlog=backlog)
     except OSError as exc:
-        raise ConfigError(str(spec), f"cannot listen ({what}): {exc.strerror or exc}") from None
+        raise ListenError(f"{spec} ({what})", exc.strerror or str(exc)) from None
 
 
 def _daemonize() -> None:

@@ -21,7 +21,7 @@ import asyncio_dgram
 from asyncio_dgram.aio import DatagramStream
 
 from pentools.core.addresses import address_family, format_host_port
-from pentools.core.errors import AddressError, OutputFileError, PentoolsError
+from pentools.core.errors import AddressError, ListenError, OutputFileError, PentoolsError
 from pentools.penlogd import daemon
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
@@ -70,7 +70,7 @@ def _bind(address: str, port: int, rcvbuf: int, dual: bool) -> socket.socket:
         sock.bind((address, port))
     except OSError as exc:
         sock.close()
-        raise AddressError(format_host_port(address, port), exc.strerror or str(exc)) from None
+        raise ListenError(format_host_port(address, port), exc.strerror or str(exc)) from None
     return sock
 
 

@@ -288,8 +288,20 @@ def test_bad_command_lines_give_one_line_and_fail(args: list[str], message: str)
     assert len(lines) == 1 and message in lines[0], lines
 
 
+def test_a_listen_address_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind((PEN_HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_tool("pen", "-f", f"{PEN_HOST}:{port}", f"{BACKENDS[0]}:80")
+    assert result.returncode != 0
+    assert result.stderr == (
+        f"pen: cannot listen on {PEN_HOST}:{port} (listen address): Address already in use\n"
+    ).encode()
+
+
 def test_control_port_as_root_needs_u() -> None:
-    if __import__("os").geteuid() != 0:
+    if os.geteuid() != 0:
         pytest.skip("only meaningful as root")
     result = run_tool("pen", "-f", "-C", str(free_port(PEN_HOST)), f"{PEN_HOST}:1", "h:80")
     assert result.returncode != 0 and b"use -u" in result.stderr

@@ -71,7 +71,7 @@ class Penlogd:
     """One penlogd process in the foreground, logging to a file."""
 
     def __init__(self, processes: Processes, tmp_path: Path, *args: str, c_tool: str = "") -> None:
-        self.port = free_port("127.0.0.1", socket.SOCK_DGRAM)
+        self.port = free_port("::", socket.SOCK_DGRAM)  # it listens on every address
         self.logfile = tmp_path / f"penlogd-{self.port}.log"
         self.pidfile = tmp_path / f"penlogd-{self.port}.pid"
         argv = (
