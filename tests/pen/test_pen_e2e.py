@@ -295,9 +295,12 @@ def test_a_listen_address_in_use_is_one_line() -> None:
         port = taken.getsockname()[1]
         result = run_tool("pen", "-f", f"{PEN_HOST}:{port}", f"{BACKENDS[0]}:80")
     assert result.returncode != 0
-    assert result.stderr == (
-        f"pen: cannot listen on {PEN_HOST}:{port} (listen address): Address already in use\n"
-    ).encode()
+    assert (
+        result.stderr
+        == (
+            f"pen: cannot listen on {PEN_HOST}:{port} (listen address): Address already in use\n"
+        ).encode()
+    )
 
 
 def test_control_port_as_root_needs_u() -> None:
