@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pentools.core.addresses import address_family, normalize_ip, resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
 from pentools.pen.acl import list_number, parse_entry
+from pentools.pen.config import parse_listen
 from pentools.pen.proxy import client_of
 from pentools.pen.status import render_status
 
@@ -68,10 +69,14 @@ class Controller:
         *,
         request_exit: Callable[[], None] = lambda: None,
         write_webstats: Callable[[], None] = lambda: None,
+        reopen: Callable[[str], str] | None = None,
     ) -> None:
         self.balancer = balancer
         self.request_exit = request_exit
         self.write_webstats = write_webstats
+        #: ``listen ADDRESS``: moves the listener, returns where it listens now
+        #: (None on the start-up check, which only parses the address).
+        self.reopen = reopen
 
     def execute(self, line: str) -> str:
         """The reply to one command line (empty for the commands that set something)."""
@@ -240,8 +245,13 @@ class Controller:
     def _cmd_pid(self) -> str:
         return f"{self.balancer.pid()}\n"
 
-    def _cmd_listen(self) -> str:
-        return f"{self.balancer.listen_description}\n"
+    def _cmd_listen(self, address: str | None = None) -> str:
+        if address is None:
+            return f"{self.balancer.listen_description}\n"
+        if self.reopen is None:
+            parse_listen(address)
+            return ""
+        return f"{self.reopen(address)}\n"
 
     def _cmd_control(self) -> str:
         return f"{self.balancer.control_description}\n"

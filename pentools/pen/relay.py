@@ -71,9 +71,7 @@ class RawRelay:
 
     def __init__(self, balancer: Balancer, listener: socket.socket) -> None:
         self.balancer = balancer
-        self.listener = listener
-        self.family = listener.family
-        self.tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
+        self._adopt(listener)
         self.epoll = select.epoll()
         self.handlers: dict[int, Callable[[int], None]] = {}
         #: Sockets closed during a dispatch round, closed for real after it, so
@@ -170,6 +168,17 @@ class RawRelay:
         """TERM: close the listening socket; the open connections go on."""
         self.stop_accepting()
         self.listener.close()
+
+    def listen_on(self, listener: socket.socket) -> None:
+        """``listen ADDRESS``: accept on `listener` instead; the open connections go on."""
+        self.stop()
+        self._adopt(listener)
+        self.start_accepting()
+
+    def _adopt(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.family = listener.family
+        self.tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
 
     def stop_accepting(self) -> None:
         if self.accepting:

@@ -12,67 +12,17 @@ import os
 import signal
 import socket
 import ssl
-import stat
 import sys
 from collections.abc import Callable
 
-from pentools.core.addresses import address_family, resolve_host
-from pentools.core.errors import ConfigError, ListenError, PentoolsError
+from pentools.core.errors import ConfigError, PentoolsError
 from pentools.core.output import atomic_output
 from pentools.pen.balancer import Balancer
-from pentools.pen.config import DEFAULT_BACKLOG, ListenSpec, PenConfig
+from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
-from pentools.pen.proxy import Downstream
-from pentools.pen.relay import RawRelay
+from pentools.pen.front import Front, describe, open_listener
 from pentools.pen.status import render_status
 from pentools.pen.tls import server_context
-
-
-def bind_listener(
-    spec: ListenSpec, *, udp: bool = False, backlog: int = DEFAULT_BACKLOG
-) -> socket.socket:
-    """A bound (and for TCP listening, with a queue of `backlog`) socket for `spec`."""
-    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    if spec.path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.stat(spec.path).st_mode):
-                os.unlink(spec.path)  # a stale socket of an earlier run
-        sock = socket.socket(socket.AF_UNIX, kind)
-        sock.bind(spec.path)
-    elif not spec.host:
-        if socket.has_dualstack_ipv6():
-            sock = socket.socket(socket.AF_INET6, kind)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            address: tuple[str, int] = ("::", spec.port)
-        else:
-            sock = socket.socket(socket.AF_INET, kind)
-            address = ("0.0.0.0", spec.port)
-        if not udp:  # for UDP it would let a second process share the port
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    else:
-        ip = resolve_host(spec.host)[0]
-        sock = socket.socket(address_family(ip), kind)
-        if not udp:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, spec.port))
-        except OSError:
-            sock.close()
-            raise
-    if not udp:
-        sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
-
-
-def _open_listener(
-    spec: ListenSpec, what: str, *, udp: bool = False, backlog: int = DEFAULT_BACKLOG
-) -> socket.socket:
-    try:
-        return bind_listener(spec, udp=udp, backlog=backlog)
-    except OSError as exc:
-        raise ListenError(f"{spec} ({what})", exc.strerror or str(exc)) from None
 
 
 def _daemonize() -> None:
@@ -125,10 +75,10 @@ def run(config: PenConfig) -> None:
         )
     tls = server_context(config)
     _check_start_up(config)
-    listener = _open_listener(
+    listener = open_listener(
         config.listen, "listen address", udp=config.udp, backlog=config.backlog
     )
-    control = _open_listener(config.control, "control port") if config.control else None
+    control = open_listener(config.control, "control port") if config.control else None
     if not config.foreground:
         _daemonize()
     _drop_privileges(config)
@@ -181,9 +131,9 @@ async def serve(
     """The event loop's part: serve until told to stop, then drain."""
     loop = asyncio.get_running_loop()
     balancer = Balancer(config, loop)
-    balancer.listen_description = _describe(listener, config.listen)
+    front = Front(balancer, config, tls, listener)
     if control is not None:
-        balancer.control_description = _describe(control, config.control)  # type: ignore[arg-type]
+        balancer.control_description = describe(control, config.control)  # type: ignore[arg-type]
     stop = asyncio.Event()
 
     def write_webstats() -> None:
@@ -202,7 +152,9 @@ async def serve(
                 flush=True,
             )
 
-    controller = Controller(balancer, request_exit=stop.set, write_webstats=write_webstats)
+    controller = Controller(
+        balancer, request_exit=stop.set, write_webstats=write_webstats, reopen=front.reopen
+    )
     if config.cfgfile:
         controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
     controller.run_lines(list(config.commands), "-o")
@@ -223,40 +175,15 @@ async def serve(
     ):
         loop.add_signal_handler(signum, handler)
 
-    relay: RawRelay | None = None
-    if config.udp:
-        from pentools.pen.udp import serve_udp
-
-        closer = await serve_udp(balancer, listener)
-    elif tls is None:
-        relay = RawRelay(balancer, listener)
-        closer = relay.stop
-    else:
-        server = await loop.create_server(
-            lambda: Downstream(balancer), sock=listener, ssl=tls, backlog=config.backlog
-        )
-        closer = server.close
+    await front.start()
     control_server = None
     if control is not None:
         control_server = await loop.create_server(lambda: ControlProtocol(controller), sock=control)
     balancer.debug(f"listening on {balancer.listen_description}")
     await stop.wait()
-    closer()
+    front.stop()
     if control_server is not None:
         control_server.close()
     await balancer.drain(config.drain_seconds)
-    if relay is not None:
-        relay.close()
+    front.close()
     balancer.close()
-    if config.listen.path is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(config.listen.path)
-
-
-def _describe(sock: socket.socket, spec: ListenSpec) -> str:
-    if spec.path is not None:
-        return spec.path
-    host, port = sock.getsockname()[:2]
-    if host == "::":
-        host = "0.0.0.0"  # dual-stack "every address", as the original shows it
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -74,7 +74,7 @@ def start_pen(
     split = args.index("--") if "--" in args else len(args)
     argv = tool_argv("pen", "-f", *args[:split], listen, *args[split + 1 :])
     process = processes.start(argv, env=tool_env(), **kwargs)
-    wait_bound(host, port, process)
+    wait_bound(host, port, process, socket.SOCK_DGRAM if "-U" in args else socket.SOCK_STREAM)
     return process
 
 

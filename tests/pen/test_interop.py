@@ -181,11 +181,16 @@ def test_our_penctl_against_the_c_pen_and_ours(processes: Processes) -> None:
     wait_bound(PEN_HOST, ctl, c_process)
     reference = {c: run_tool("penctl", f"{PEN_HOST}:{ctl}", c).stdout for c in ("mode", "servers")}
     assert reference["mode"] == b"no hash no roundrobin no stubborn no weight no prio\n"
+    moved = f"{PEN_HOST}:{free_port(PEN_HOST)}"
+    reference["listen"] = run_tool("penctl", f"{PEN_HOST}:{ctl}", "listen", moved).stdout
+    assert reference["listen"] == f"{moved}\n".encode()  # the C pen answers the new address
     c_process.terminate()
     c_process.wait()
     _, our_ctl = _start_with_control(processes)
     ours = run_tool("penctl", f"{PEN_HOST}:{our_ctl}", "mode")
     assert ours.returncode == 0 and ours.stdout == reference["mode"]
+    moved_ours = run_tool("penctl", f"{PEN_HOST}:{our_ctl}", "listen", moved).stdout
+    assert moved_ours == reference["listen"]
     servers = run_tool("penctl", f"{PEN_HOST}:{our_ctl}", "servers").stdout
     # same fields in the same order as the C pen's reply
     assert re.sub(rb"\d+", b"N", servers).replace(APACHE_HOST.encode(), b"A") == re.sub(

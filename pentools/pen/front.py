@@ -1,0 +1,179 @@
+"""pen's front: the listening socket and what serves it, reopened by ``listen ADDRESS``.
+
+The front is the plain relay (`pentools.pen.relay`), the TLS server
+(`pentools.pen.proxy`) or the UDP front (`pentools.pen.udp`).  Moving it
+binds the new address first, so a refusal ("address in use", "permission
+denied" after ``-u``) is a reply on the control port while pen goes on
+listening where it was; the original exits then.  Open connections are
+not touched (UDP sessions end: their replies came through the old socket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import stat
+import sys
+from collections.abc import Callable
+
+from pentools.core.addresses import address_family, resolve_host
+from pentools.core.errors import ListenError
+from pentools.pen.balancer import Balancer
+from pentools.pen.config import DEFAULT_BACKLOG, ListenSpec, PenConfig, parse_listen
+from pentools.pen.proxy import Downstream
+from pentools.pen.relay import RawRelay
+
+
+def bind_listener(
+    spec: ListenSpec, *, udp: bool = False, backlog: int = DEFAULT_BACKLOG
+) -> socket.socket:
+    """A bound (and for TCP listening, with a queue of `backlog`) socket for `spec`."""
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    if spec.path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.stat(spec.path).st_mode):
+                os.unlink(spec.path)  # a stale socket of an earlier run
+        sock = socket.socket(socket.AF_UNIX, kind)
+        sock.bind(spec.path)
+    elif not spec.host:
+        if socket.has_dualstack_ipv6():
+            sock = socket.socket(socket.AF_INET6, kind)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            address: tuple[str, int] = ("::", spec.port)
+        else:
+            sock = socket.socket(socket.AF_INET, kind)
+            address = ("0.0.0.0", spec.port)
+        if not udp:  # for UDP it would let a second process share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    else:
+        ip = resolve_host(spec.host)[0]
+        sock = socket.socket(address_family(ip), kind)
+        if not udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, spec.port))
+        except OSError:
+            sock.close()
+            raise
+    if not udp:
+        sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def open_listener(
+    spec: ListenSpec, what: str, *, udp: bool = False, backlog: int = DEFAULT_BACKLOG
+) -> socket.socket:
+    """`bind_listener`, with a failure as a ListenError naming `what` it was for."""
+    try:
+        return bind_listener(spec, udp=udp, backlog=backlog)
+    except OSError as exc:
+        raise ListenError(f"{spec} ({what})", exc.strerror or str(exc)) from None
+
+
+def describe(sock: socket.socket, spec: ListenSpec) -> str:
+    """The address `sock` listens on, as the original's ``listen`` reply shows it."""
+    if spec.path is not None:
+        return spec.path
+    host, port = sock.getsockname()[:2]
+    if host == "::":
+        host = "0.0.0.0"  # dual-stack "every address", as the original shows it
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Front:
+    """The listening socket and its server; `reopen` moves it while pen runs."""
+
+    def __init__(
+        self,
+        balancer: Balancer,
+        config: PenConfig,
+        tls: ssl.SSLContext | None,
+        sock: socket.socket,
+    ) -> None:
+        self.balancer = balancer
+        self.config = config
+        self.tls = tls
+        self.sock = sock
+        self.spec = config.listen
+        self.relay: RawRelay | None = None
+        self.started = False
+        self._stop_serving: Callable[[], None] = lambda: None
+        balancer.listen_description = describe(sock, self.spec)
+
+    async def start(self) -> None:
+        """Serve the current socket."""
+        self.started = True
+        self._stop_serving = await self._serve(self.sock)
+
+    async def _serve(self, sock: socket.socket) -> Callable[[], None]:
+        """Serve `sock`; returns what stops serving it (open connections go on)."""
+        balancer = self.balancer
+        if self.config.udp:
+            from pentools.pen.udp import serve_udp
+
+            return await serve_udp(balancer, sock)
+        if self.tls is None:
+            if self.relay is None:
+                self.relay = RawRelay(balancer, sock)
+            else:
+                self.relay.listen_on(sock)
+            return self.relay.stop
+        server = await balancer.loop.create_server(
+            lambda: Downstream(balancer), sock=sock, ssl=self.tls, backlog=self.config.backlog
+        )
+        return server.close
+
+    def reopen(self, text: str) -> str:
+        """``listen [ADDR:]PORT``: listen there instead; the new address."""
+        spec = parse_listen(text)
+        if spec == self.spec:  # -F reread on HUP: nothing moves
+            return self.balancer.listen_description
+        sock = open_listener(
+            spec, "listen address", udp=self.config.udp, backlog=self.config.backlog
+        )
+        old_sock, old_spec, stop_old = self.sock, self.spec, self._stop_serving
+        self.sock, self.spec = sock, spec
+        self.balancer.listen_description = describe(sock, spec)
+        if not self.started:  # -F at start: the old socket was never served
+            old_sock.close()
+        elif self.tls is None and not self.config.udp:
+            assert self.relay is not None
+            self.relay.listen_on(sock)  # closes the old listener
+        else:
+            self.balancer.loop.create_task(self._switch(stop_old))
+        if old_spec.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(old_spec.path)
+        self.balancer.debug(f"listening on {self.balancer.listen_description}")
+        return self.balancer.listen_description
+
+    async def _switch(self, stop_old: Callable[[], None]) -> None:
+        """TLS and UDP: serve the new socket, then stop serving the old one."""
+        sock = self.sock
+        try:
+            stop_new = await self._serve(sock)
+        except OSError as exc:
+            print(f"pen: cannot serve {self.balancer.listen_description}: {exc}", file=sys.stderr)
+            return
+        stop_old()
+        if self.sock is sock:
+            self._stop_serving = stop_new
+        else:  # moved again meanwhile
+            stop_new()
+
+    def stop(self) -> None:
+        """TERM: stop listening; open connections go on."""
+        self._stop_serving()
+        self.sock.close()
+
+    def close(self) -> None:
+        """After the drain: release the relay's epoll set and a Unix socket's path."""
+        if self.relay is not None:
+            self.relay.close()
+        if self.spec.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.spec.path)
