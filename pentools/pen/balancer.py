@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pentools.core.addresses import resolve_host
-from pentools.pen.config import PenConfig
+from pentools.pen.config import DEFAULT_PENDING_MAX, PenConfig
 from pentools.pen.recordlog import FileSink, UdpSink, open_sink
 from pentools.pen.selection import Client, Selector
 
@@ -41,6 +41,9 @@ class Balancer:
         self.loop = loop
         self.selector = Selector.from_config(config, resolve_servers(config))
         self.conn_max = config.conn_max
+        #: penctl ``pending_max``: server connections being made at most; at
+        #: the limit the plain TCP path stops accepting clients until one is done.
+        self.pending_max = DEFAULT_PENDING_MAX
         self.timeout = config.timeout
         self._http = config.http
         #: True while connections need no look at their bytes (no log, no -H,

@@ -17,6 +17,7 @@ DEFAULT_CLIENTS = 2048
 DEFAULT_CONNECTIONS = 500
 DEFAULT_BLACKLIST = 30
 DEFAULT_TIMEOUT = 5
+DEFAULT_PENDING_MAX = 100
 #: Our own defaults where the original's differ (it uses 500 and 100): a longer
 #: listen queue costs nothing, a shorter accept batch keeps the loop fair.
 DEFAULT_BACKLOG = 1024

@@ -161,6 +161,15 @@ class Controller:
             self.balancer.conn_max = count
         return f"{self.balancer.conn_max}\n"
 
+    def _cmd_pending_max(self, value: str | None = None) -> str:
+        if value is None:  # the original answers nothing; the number is more use
+            return f"{self.balancer.pending_max}\n"
+        count = _int(value, "pending_max")
+        if count == 0:
+            raise CommandError("pending_max must be at least 1")
+        self.balancer.pending_max = count
+        return ""
+
     def _cmd_idle_timeout(self, value: str | None = None) -> str:
         if value is not None:
             self.balancer.set_idle_timeout(_int(value, "idle timeout"))
@@ -393,6 +402,7 @@ class Controller:
             lines.append(f"source {balancer.source}")
         flag("stubborn", policy.stubborn)
         lines.append(f"idle_timeout {balancer.idle_timeout}")
+        lines.append(f"pending_max {balancer.pending_max}")
         lines.append(f"tcp_fastclose {balancer.fastclose}")
         flag("tcp_nodelay", balancer.tcp_nodelay)
         lines.append(f"timeout {balancer.timeout:g}")

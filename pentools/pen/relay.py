@@ -79,6 +79,8 @@ class RawRelay:
         self.closing: list[_socket.socket] = []
         self.dispatching = False
         self.accepting = False
+        #: Accepting stopped because `pending_max` connection attempts are under way.
+        self.waiting_for_connects = False
         #: Backend connections being made and when they time out, oldest first;
         #: one timer for all of them instead of one per connection.
         self.connecting: dict[RawConnection, float] = {}
@@ -132,10 +134,17 @@ class RawRelay:
 
     # -- connect timeouts ------------------------------------------------------------
 
-    def connect_deadline(self, connection: RawConnection, deadline: float) -> None:
+    def connect_started(self, connection: RawConnection, deadline: float) -> None:
         self.connecting[connection] = deadline
         if self.timer is None:
             self.timer = self.balancer.loop.call_at(deadline, self.expire)
+
+    def connect_ended(self, connection: RawConnection) -> None:
+        """A connection attempt is over (made, failed or given up): accept again if paused."""
+        del self.connecting[connection]
+        if self.waiting_for_connects and len(self.connecting) < self.balancer.pending_max:
+            self.waiting_for_connects = False
+            self.start_accepting()
 
     def expire(self) -> None:
         """Fail the connection attempts whose time is up; wait for the next one.
@@ -154,7 +163,6 @@ class RawRelay:
                 break
             expired.append(connection)
         for connection in expired:
-            del connecting[connection]
             connection.connect_failed()
 
     # -- accepting -------------------------------------------------------------------
@@ -193,7 +201,12 @@ class RawRelay:
         connections = balancer.connections
         family = self.family
         access = balancer.selector.access
+        connecting = self.connecting
         for _ in range(balancer.config.multi_accept):  # -m: a flood cannot starve the others
+            if len(connecting) >= balancer.pending_max:  # clients wait in the listen queue
+                self.waiting_for_connects = True
+                self.stop_accepting()
+                return
             try:
                 fd, peer = accept()
             except (BlockingIOError, InterruptedError):
@@ -314,7 +327,7 @@ class RawConnection(ClientConnection):
             self.connecting = True
             self.up_mask = EPOLLOUT
             self.relay.watch(self.up_fd, EPOLLOUT, self.on_up)
-            self.relay.connect_deadline(self, now + balancer.timeout)
+            self.relay.connect_started(self, now + balancer.timeout)
         elif result == 0:
             self.up_mask = 0
             self.relay.watch(self.up_fd, 0, self.on_up)
@@ -327,7 +340,7 @@ class RawConnection(ClientConnection):
         balancer = self.balancer
         if self.connecting:
             self.connecting = False
-            self.relay.connecting.pop(self, None)
+            self.relay.connect_ended(self)
         balancer.selector.connect_failed(self.server_index, balancer.loop.time())
         balancer.debug(f"connect to server {self.server_index} failed: blacklisted")
         self.tried.append(self.server_index)
@@ -431,7 +444,7 @@ class RawConnection(ClientConnection):
             return
         if self.connecting:
             self.connecting = False
-            del self.relay.connecting[self]
+            self.relay.connect_ended(self)
             if self.up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):  # type: ignore[union-attr]
                 self.connect_failed()
             else:
@@ -609,7 +622,7 @@ class RawConnection(ClientConnection):
         balancer = self.balancer
         if self.connecting:
             self.connecting = False
-            del self.relay.connecting[self]
+            self.relay.connect_ended(self)
         if self.server_index >= 0:
             balancer.selector.release(self.server_index)
         relay = self.relay

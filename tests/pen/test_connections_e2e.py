@@ -260,3 +260,49 @@ def test_penctl_errors_are_one_line() -> None:
     result = run_tool("penctl")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(b"penctl: Missing argument")
+
+
+@contextmanager
+def blackhole() -> Iterator[str]:
+    """A server address whose connects hang: a listener with its queue full, SYNs dropped."""
+    with socket.socket() as listener:
+        listener.bind((BACKEND, 0))
+        listener.listen(0)
+        host, port = listener.getsockname()
+        fillers = [socket.create_connection((host, port), timeout=5)]  # backlog 0 holds one
+        try:
+            yield f"{host}:{port}"
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def connections_used(control: int) -> int:
+    page = penctl(PEN_HOST, control, "status")
+    return int(page.split("Number of connections: ")[1].split(" max, ")[1].split(" used")[0])
+
+
+def wait_used(control: int, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while connections_used(control) != count:
+        assert time.monotonic() < deadline, f"never {count} connections"
+        time.sleep(0.05)
+
+
+def test_pending_max_holds_clients_back_while_connects_hang(processes: Processes) -> None:
+    with blackhole() as server:
+        _, port, control = start_with_control(
+            processes, "-t", "1", "-b", "0", "-o", "pending_max 1", backend=server
+        )
+        first = socket.create_connection((PEN_HOST, port))
+        second = socket.create_connection((PEN_HOST, port))  # waits in pen's listen queue
+        wait_used(control, 1)
+        time.sleep(0.3)
+        assert connections_used(control) == 1
+        penctl(PEN_HOST, control, "pending_max", "100")
+        assert closed_by_peer(first, within=5)  # its connect timed out: the next client is in
+        wait_used(control, 1)
+        third = socket.create_connection((PEN_HOST, port))
+        wait_used(control, 2)  # with room for more attempts, accepted at once
+        for client in (first, second, third):
+            client.close()

@@ -113,23 +113,29 @@ def test_connection_settings_and_write(controller: Controller, tmp_path: Path) -
     assert controller.execute("tcp_fastclose both") == ""
     assert controller.execute("no tcp_nodelay") == ""
     assert controller.execute("ascii") == ""
+    assert controller.execute("pending_max") == "100\n"  # the original's default
+    assert controller.execute("pending_max 7") == ""
     for mechanism in ("epoll", "poll", "select"):  # pen always uses epoll: accepted as is
         assert controller.execute(mechanism) == ""
     with pytest.raises(CommandError):
         controller.execute("tcp_fastclose sideways")
     with pytest.raises(CommandError):
         controller.execute("idle_timeout -1")
+    with pytest.raises(CommandError):
+        controller.execute("pending_max 0")
     saved = tmp_path / "pen.cfg"
     controller.execute(f"write {saved}")
     text = saved.read_text()
     for line in ("idle_timeout 5", "tcp_fastclose both", "no tcp_nodelay", "\nascii\n"):
         assert line in text
+    assert "\npending_max 7\n" in text
+    controller.execute("pending_max 100")
     controller.execute("idle_timeout 0")
     controller.execute("tcp_fastclose off")
     controller.execute("tcp_nodelay")
     controller.execute("no ascii")
     controller.execute(f"include {saved}")
-    assert (balancer.idle_timeout, balancer.fastclose) == (5, "both")
+    assert (balancer.idle_timeout, balancer.fastclose, balancer.pending_max) == (5, "both", 7)
     assert not balancer.tcp_nodelay and balancer.ascii_dumps
     balancer.set_idle_timeout(0)
 
