@@ -374,6 +374,14 @@ class LogFormat:
     def has_request(self) -> bool:
         return self._request_group is not None
 
+    def check_joinable(self, *, needs_time: bool) -> None:
+        """Refuse a format the join cannot use: it needs the request line, and the
+        time when lines are joined by their time stamps (mergelogs), not on arrival."""
+        if needs_time and not self.has_time:
+            raise LogFormatError(self.text or "", "it has no time stamp (%t)")
+        if not self.has_request:
+            raise LogFormatError(self.text or "", 'it has no request line ("%r")')
+
     def parse(self, text: str) -> AccessLine | None:
         """The fields of one line (newline allowed), or None if it does not fit the format."""
         body = text.rstrip("\r\n")

@@ -21,7 +21,7 @@ from typing import IO
 from pentools.core.accesslog import AccessLine, LogFormat, open_binary, read_lines
 from pentools.core.addresses import resolve_host
 from pentools.core.attribution import AttributionEngine, AttributionStats
-from pentools.core.errors import LogFormatError, RecordError
+from pentools.core.errors import RecordError
 from pentools.core.records import BalancerRecord, parse_local
 
 
@@ -205,18 +205,10 @@ def _lookahead(engine: AttributionEngine, servers: list[str], jitter: float) -> 
     return min(jitter, needed + engine.slack)
 
 
-def check_format(log_format: LogFormat) -> None:
-    """Refuse a format the join cannot use: it needs a time and a request."""
-    if not log_format.has_time:
-        raise LogFormatError(log_format.text or "", "it has no time stamp (%t)")
-    if not log_format.has_request:
-        raise LogFormatError(log_format.text or "", 'it has no request line ("%r")')
-
-
 def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
     """Merge the logs of `config` into `output` (text written byte for byte)."""
     log_format = LogFormat(config.log_format)
-    check_format(log_format)
+    log_format.check_joinable(needs_time=True)
     for path in (config.pen_log, *(source.path for source in config.sources)):
         if path != "-":
             open_binary(path).close()  # fail before writing anything, not half-way

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pentools.core.accesslog import LogFormat
 from pentools.core.addresses import parse_port, resolve_host
 from pentools.core.cli import log_format_option, run_command
 from pentools.penlogd.config import DEFAULT_RCVBUF, PenlogdConfig
@@ -127,6 +128,7 @@ def command(
     """
     from pentools.penlogd.server import run
 
+    LogFormat(log_format).check_joinable(needs_time=False)  # on the terminal, not after detaching
     config = PenlogdConfig(
         port=parse_port(port),
         addresses=tuple(resolve_host(a)[0] for a in addresses),

@@ -210,6 +210,7 @@ def test_bad_datagrams_are_counted_and_every_line_kept(
     [
         (["0"], b"port must be"),
         (["--log-format", "%>s %b", "10000"], b"no client address"),
+        (["--log-format", "%h %t %>s", "10000"], b'no request line ("%r")'),
         (["-a", "192.0.2.1", "10000"], b"192.0.2.1"),  # not an address of this host
         (["-u", "no-such-user-here", "-f", "10001"], b"no such user"),
     ],
