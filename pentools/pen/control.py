@@ -52,6 +52,13 @@ def _int(text: str, what: str) -> int:
     return value
 
 
+def _positive(text: str, what: str) -> int:
+    value = _int(text, what)
+    if value == 0:
+        raise CommandError(f"{what} must be at least 1")
+    return value
+
+
 def _signed(text: str, what: str) -> int:
     """A whole number that may be out of range (the reply then says so)."""
     try:
@@ -134,10 +141,7 @@ class Controller:
     def _cmd_timeout(self, value: str | None = None) -> str:
         if value is None:
             return f"{self.balancer.timeout:g}\n"
-        timeout = _int(value, "timeout")
-        if timeout == 0:
-            raise CommandError("timeout must be at least 1")
-        self.balancer.timeout = timeout
+        self.balancer.timeout = _positive(value, "timeout")
         return ""
 
     def _cmd_tracking(self, value: str | None = None) -> str:
@@ -155,19 +159,13 @@ class Controller:
 
     def _cmd_conn_max(self, value: str | None = None) -> str:
         if value is not None:
-            count = _int(value, "conn_max")
-            if count == 0:
-                raise CommandError("conn_max must be at least 1")
-            self.balancer.conn_max = count
+            self.balancer.conn_max = _positive(value, "conn_max")
         return f"{self.balancer.conn_max}\n"
 
     def _cmd_pending_max(self, value: str | None = None) -> str:
         if value is None:  # the original answers nothing; the number is more use
             return f"{self.balancer.pending_max}\n"
-        count = _int(value, "pending_max")
-        if count == 0:
-            raise CommandError("pending_max must be at least 1")
-        self.balancer.pending_max = count
+        self.balancer.pending_max = _positive(value, "pending_max")
         return ""
 
     def _cmd_idle_timeout(self, value: str | None = None) -> str:

@@ -78,6 +78,19 @@ def start_pen(
     return process
 
 
+def start_with_control(
+    processes: Processes, host: str, backend: str, *args: str
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Our pen on `host` with a control port there, in front of `backend` (HOST:PORT);
+    `args` are more options: (process, port, control port)."""
+    kind = socket.SOCK_DGRAM if "-U" in args else socket.SOCK_STREAM
+    port, control = free_port(host, kind), free_port(host)
+    process = start_pen(
+        processes, host, port, "-C", f"{host}:{control}", *as_root_args(), *args, "--", backend
+    )
+    return process, port, control
+
+
 def http_get(
     host: str,
     port: int,

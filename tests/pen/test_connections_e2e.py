@@ -21,6 +21,7 @@ from tests.pen.support import (
     self_signed_certificate,
     start_backend,
     start_pen,
+    start_with_control,
 )
 
 PEN_HOST = "127.0.64.1"
@@ -28,16 +29,11 @@ BACKEND = "127.0.64.2"
 CLIENT = "127.0.65.1"
 
 
-def start_with_control(processes: Processes, *args: str, backend: str | None = None) -> tuple:
+def controlled_pen(processes: Processes, *args: str, backend: str | None = None) -> tuple:
     """Our pen with a control port in front of `backend` (a test HTTP backend if None)."""
     if backend is None:
         backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
-    port, control = free_port(PEN_HOST), free_port(PEN_HOST)
-    process = start_pen(
-        processes, PEN_HOST, port, "-C", f"{PEN_HOST}:{control}", *as_root_args(), *args, "--",
-        backend,
-    )  # fmt: skip
-    return process, port, control
+    return start_with_control(processes, PEN_HOST, backend, *args)
 
 
 def request(conn: socket.socket, path: str) -> str:
@@ -57,7 +53,7 @@ def closed_by_peer(conn: socket.socket, within: float) -> bool:
 
 
 def test_connection_socket_and_close(processes: Processes) -> None:
-    _, port, control = start_with_control(processes)
+    _, port, control = controlled_pen(processes)
     first = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
     second = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
     with first, second:
@@ -85,7 +81,7 @@ def test_connection_socket_and_close(processes: Processes) -> None:
 
 
 def test_idle_timeout_closes_only_quiet_connections(processes: Processes) -> None:
-    _, port, control = start_with_control(processes)
+    _, port, control = controlled_pen(processes)
     assert penctl(PEN_HOST, control, "idle_timeout") == "Idle timeout: 0 seconds\n"
     assert penctl(PEN_HOST, control, "idle_timeout", "2") == "Idle timeout: 2 seconds\n"
     quiet = socket.create_connection((PEN_HOST, port), source_address=(CLIENT, 0))
@@ -116,7 +112,7 @@ def raw_backend() -> Iterator[tuple[socket.socket, str]]:
 
 def test_tcp_fastclose(processes: Processes) -> None:
     with raw_backend() as (listener, backend):
-        _, port, control = start_with_control(processes, backend=backend)
+        _, port, control = controlled_pen(processes, backend=backend)
         assert penctl(PEN_HOST, control, "tcp_fastclose") == (
             "do_cmd: ignoring tcp_fastclose without argument\n"
         )
@@ -192,7 +188,7 @@ def test_debug_dumps_in_hex_or_ascii(processes: Processes, ascii_dumps: bool) ->
 
 def test_source_address_of_upstream_connections(processes: Processes) -> None:
     with raw_backend() as (listener, backend):
-        _, port, control = start_with_control(processes, backend=backend)
+        _, port, control = controlled_pen(processes, backend=backend)
         assert penctl(PEN_HOST, control, "source") == ""
         # not an address of this machine: refused, nothing changes
         assert penctl(PEN_HOST, control, "source", "192.0.2.1").startswith("do_cmd: cannot")
@@ -213,7 +209,7 @@ def test_source_address_on_the_tls_path(processes: Processes, tmp_path: Path) ->
     cert, key = self_signed_certificate(tmp_path)
     with raw_backend() as (listener, backend):
         tls = ("-E", str(cert), "-K", str(key), "-o", "source 127.0.66.8")
-        _, port, _ = start_with_control(processes, *tls, backend=backend)
+        _, port, _ = controlled_pen(processes, *tls, backend=backend)
         context = ssl.create_default_context(cafile=str(cert))
         context.check_hostname = False
         with (
@@ -291,7 +287,7 @@ def wait_used(control: int, count: int) -> None:
 
 def test_pending_max_holds_clients_back_while_connects_hang(processes: Processes) -> None:
     with blackhole() as server:
-        _, port, control = start_with_control(
+        _, port, control = controlled_pen(
             processes, "-t", "1", "-b", "0", "-o", "pending_max 1", backend=server
         )
         first = socket.create_connection((PEN_HOST, port))

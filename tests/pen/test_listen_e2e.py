@@ -9,13 +9,12 @@ from pathlib import Path
 
 from tests.conftest import Processes, free_port
 from tests.pen.support import (
-    as_root_args,
     http_get,
     penctl,
     read_response,
     self_signed_certificate,
     start_backend,
-    start_pen,
+    start_with_control,
     wait_bound,
 )
 
@@ -34,12 +33,7 @@ def refused(host: str, port: int) -> bool:
 def start(processes: Processes, *args: str) -> tuple:
     """Our pen with a control port in front of one test backend: (process, port, control)."""
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
-    port, control = free_port(PEN_HOST), free_port(PEN_HOST)
-    process = start_pen(
-        processes, PEN_HOST, port, "-C", f"{PEN_HOST}:{control}", *as_root_args(), *args, "--",
-        backend,
-    )  # fmt: skip
-    return process, port, control
+    return start_with_control(processes, PEN_HOST, backend, *args)
 
 
 def test_listen_moves_the_listener_and_open_connections_go_on(processes: Processes) -> None:
@@ -120,10 +114,8 @@ def test_listen_moves_the_tls_listener(processes: Processes, tmp_path: Path) -> 
 def test_listen_moves_the_udp_listener(processes: Processes) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as echo:
         echo.bind((BACKEND, 0))
-        port, control = free_port(PEN_HOST, socket.SOCK_DGRAM), free_port(PEN_HOST)
         backend = f"{BACKEND}:{echo.getsockname()[1]}"
-        argv = ("-U", "-C", f"{PEN_HOST}:{control}", *as_root_args(), "--", backend)
-        process = start_pen(processes, PEN_HOST, port, *argv)
+        process, _, control = start_with_control(processes, PEN_HOST, backend, "-U")
         new_port = free_port(PEN_HOST, socket.SOCK_DGRAM)
         assert penctl(PEN_HOST, control, "listen", f"{PEN_HOST}:{new_port}") == (
             f"{PEN_HOST}:{new_port}\n"
