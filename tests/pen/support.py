@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import (
@@ -135,6 +138,21 @@ def penctl(host: str, port: int, *command: str) -> str:
         while chunk := conn.recv(65536):
             reply += chunk
     return reply.decode()
+
+
+@contextmanager
+def tls_client(
+    host: str, port: int, cert: Path, source: str | None = None
+) -> Iterator[ssl.SSLSocket]:
+    """A TLS connection to pen on host:port that trusts the throw-away certificate `cert`."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    source_address = (source, 0) if source else None
+    with (
+        socket.create_connection((host, port), timeout=5, source_address=source_address) as raw,
+        context.wrap_socket(raw) as conn,
+    ):
+        yield conn
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

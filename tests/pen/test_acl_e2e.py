@@ -22,6 +22,7 @@ from tests.pen.support import (
     self_signed_certificate,
     start_backend,
     start_pen,
+    tls_client,
     wait_bound,
 )
 
@@ -181,17 +182,10 @@ def test_tls_path_refuses_denied_clients(processes: Processes, tmp_path: Path) -
         "-o",
         f"acl 0 deny {DENIED}",
     )
-    context = ssl.create_default_context(cafile=str(cert))
-    context.check_hostname = False
 
     def tls_request(source: str) -> str:
         try:
-            with (
-                socket.create_connection(
-                    (PEN_HOST, port), timeout=5, source_address=(source, 0)
-                ) as raw,
-                context.wrap_socket(raw) as conn,
-            ):
+            with tls_client(PEN_HOST, port, cert, source) as conn:
                 conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 return read_response(conn)[0]  # type: ignore[arg-type]
         except (ConnectionError, ssl.SSLError):

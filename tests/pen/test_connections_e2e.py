@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from tests.pen.support import (
     start_backend,
     start_pen,
     start_with_control,
+    tls_client,
 )
 
 PEN_HOST = "127.0.64.1"
@@ -210,12 +210,7 @@ def test_source_address_on_the_tls_path(processes: Processes, tmp_path: Path) ->
     with raw_backend() as (listener, backend):
         tls = ("-E", str(cert), "-K", str(key), "-o", "source 127.0.66.8")
         _, port, _ = controlled_pen(processes, *tls, backend=backend)
-        context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False
-        with (
-            socket.create_connection((PEN_HOST, port)) as raw,
-            context.wrap_socket(raw) as conn,
-        ):
+        with tls_client(PEN_HOST, port, cert) as conn:
             conn.sendall(b"hello")
             server, peer = listener.accept()
             with server:
@@ -232,12 +227,7 @@ def test_tls_path_fails_over_from_a_refusing_server(processes: Processes, tmp_pa
             processes, PEN_HOST, port, "-r", "-E", str(cert), "-K", str(key),
             "-C", f"{PEN_HOST}:{control}", *as_root_args(), "--", dead, backend,
         )  # fmt: skip
-        context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False
-        with (
-            socket.create_connection((PEN_HOST, port)) as raw,
-            context.wrap_socket(raw) as conn,
-        ):
+        with tls_client(PEN_HOST, port, cert) as conn:
             conn.sendall(b"hello")
             server, _ = listener.accept()
             with server:

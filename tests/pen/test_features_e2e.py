@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from tests.pen.support import (
     self_signed_certificate,
     start_backend,
     start_pen,
+    tls_client,
     wait_bound,
 )
 
@@ -54,9 +54,7 @@ def test_tls_termination(processes: Processes, tmp_path: Path) -> None:
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
     port = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, port, "-E", str(cert), "-K", str(key), "--", backend)
-    context = ssl.create_default_context(cafile=str(cert))
-    context.check_hostname = False
-    with socket.create_connection((PEN_HOST, port)) as raw, context.wrap_socket(raw) as conn:
+    with tls_client(PEN_HOST, port, cert) as conn:
         conn.sendall(b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n")
         name, seen = read_response(conn)  # type: ignore[arg-type]
     assert name == "b" and seen.startswith(b"GET /secret ")

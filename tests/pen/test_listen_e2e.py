@@ -4,7 +4,6 @@ socket, UDP); a refused address is a reply, and pen goes on where it was."""
 from __future__ import annotations
 
 import socket
-import ssl
 from pathlib import Path
 
 from tests.conftest import Processes, free_port
@@ -15,6 +14,7 @@ from tests.pen.support import (
     self_signed_certificate,
     start_backend,
     start_with_control,
+    tls_client,
     wait_bound,
 )
 
@@ -100,12 +100,7 @@ def test_listen_moves_the_tls_listener(processes: Processes, tmp_path: Path) -> 
         f"{PEN_HOST}:{new_port}\n"
     )
     wait_bound(PEN_HOST, new_port, process)
-    context = ssl.create_default_context(cafile=str(cert))
-    context.check_hostname = False
-    with (
-        socket.create_connection((PEN_HOST, new_port)) as raw,
-        context.wrap_socket(raw) as conn,
-    ):
+    with tls_client(PEN_HOST, new_port, cert) as conn:
         conn.sendall(b"GET /tls HTTP/1.1\r\nHost: t\r\n\r\n")
         assert read_response(conn)[0] == "b"
     assert refused(PEN_HOST, port)
