@@ -11,20 +11,29 @@ import argparse
 import asyncio
 import signal
 import socket
+import sys
 import time
+from typing import cast
 
 from pentools.core.addresses import HostPort, parse_host_port
 
 #: Hundreds of queries arrive at once; the default 208 KiB buffer holds ~270.
 RECEIVE_BUFFER = 8 * 1024 * 1024
 
+#: Linux's SO_RCVBUFFORCE (asm-generic/socket.h): as root it grows the buffer past
+#: net.core.rmem_max. Python's socket module does not export it.
+SO_RCVBUFFORCE = 33
+
 
 def _grow_receive_buffer(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, RECEIVE_BUFFER)
-    except (AttributeError, PermissionError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    if sys.platform == "linux":
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            return
+        except PermissionError:
+            pass  # not root: as much as rmem_max allows
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 class _Upstream(asyncio.DatagramProtocol):
@@ -48,7 +57,8 @@ class _Listener(asyncio.DatagramProtocol):
         self.waiting: dict[int, tuple[bytes, tuple[str, int], float]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a datagram endpoint's transport (in 3.11 not a DatagramTransport subclass)
+        self.transport = cast(asyncio.DatagramTransport, transport)
         _grow_receive_buffer(transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:

@@ -171,7 +171,7 @@ def test_realistic_mix(classic: Path) -> None:
     assert summary["posts"] > summary["body_records"] / 3 > 0
     assert summary["clients_seen"] > 500 and summary["ipv6_clients_seen"] > 20
     assert summary["same_second_collisions"] > 0  # popular URLs, many clients, one second
-    statuses = Counter()
+    statuses: Counter[str] = Counter()
     for server in ("127.0.0.11", "127.0.0.12"):
         text = (classic / f"access_log.{server}").read_text(encoding="latin-1")
         statuses.update(re.findall(r'" (\d{3}) [-\d]', text))

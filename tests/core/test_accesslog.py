@@ -46,9 +46,9 @@ def test_any_logformat_through_apachelogs() -> None:
     line = log_format.parse('2001:db8::5 2024-01-01 01:00:00 +0100 "GET /x HTTP/1.1" 200 51234')
     assert line is not None
     assert (line.client, line.time, line.remote_port) == ("2001:db8::5", 1704067200.0, 51234)
-    assert (
-        LogFormat("combined_port").parse(COMBINED_LINE.rstrip("\n") + " 4000").remote_port == 4000
-    )
+    with_port = LogFormat("combined_port").parse(COMBINED_LINE.rstrip("\n") + " 4000")
+    assert with_port is not None
+    assert with_port.remote_port == 4000
 
 
 def test_unusable_formats() -> None:

@@ -177,7 +177,11 @@ def test_output_is_a_permutation_with_only_first_fields_changed(
     assert stats.lines == len(log1) + len(log2)
     assert stats.join.attributed + stats.join.unmatched + stats.malformed == stats.lines
     assert stats.join.attributed <= len(records)
-    times = [p.time for p in map(parser.parse, lines) if p is not None]
+    times = []
+    for parsed in map(parser.parse, lines):
+        if parsed is not None:
+            assert parsed.time is not None  # the common log format has %t
+            times.append(parsed.time)
     if stats.late == 0:  # lines later than the jitter window are written at once, counted
         assert times == sorted(times)
 

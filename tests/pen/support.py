@@ -48,7 +48,7 @@ def wait_bound(
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"{process.args} exited with {process.returncode}")
+            raise AssertionError(f"{process.args!r} exited with {process.returncode}")
         with socket.socket(family, kind) as probe:
             if kind == socket.SOCK_STREAM:  # ignore TIME_WAIT; for UDP it would share the port
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

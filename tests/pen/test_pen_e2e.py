@@ -83,7 +83,7 @@ def test_stubborn_closes_instead_of_failing_over(processes: Processes) -> None:
     dead = f"{BACKENDS[1]}:{free_port(BACKENDS[1])}"
     port = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, port, "-s", "-h", "-r", "--", alive, dead)
-    outcomes = {}
+    outcomes: dict[str, str | None] = {}  # client -> the backend that answered it
     for i in range(1, 20):
         client = f"127.0.43.{i}"
         try:

@@ -105,6 +105,6 @@ def test_every_request_gets_its_true_client(
 
     assert len(lines) == len(requests)
     for line in lines:
-        client, rest = line.rstrip(b"\n").split(b" ", 1)
-        assert rest.endswith(b'" 200 6 "' + client + b'"'), line
+        logged_client, rest = line.rstrip(b"\n").split(b" ", 1)
+        assert rest.endswith(b'" 200 6 "' + logged_client + b'"'), line
     assert sorted(line.split(b" ", 1)[0].decode() for line in lines) == sorted(CLIENTS * 2)

@@ -67,7 +67,7 @@ def check_attribution(lines: list[bytes], truth: dict[bytes, str], exact: bool =
     """Every line exactly once; with `exact`, each with its true client."""
     got = sorted(line.split(b" ", 1)[1].rstrip(b"\n") for line in lines)
     assert got == sorted(key.split(b" ", 1)[1] for key in truth)
-    by_marker = {}
+    by_marker: dict[str, list[str]] = {}
     for line in lines:
         # the true client is appended after the request by farm_traffic
         marker = line.split(b'" ', 1)[1].split(b" ", 1)[0].decode()

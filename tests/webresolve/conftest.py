@@ -191,7 +191,7 @@ def nxdomain(query: dns.message.Message, soa_minimum: int | None = None) -> byte
     return response.to_wire()
 
 
-def rcode_only(query: dns.message.Message, rcode: int) -> bytes:
+def rcode_only(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
     response = dns.message.make_response(query)
     response.set_rcode(rcode)
     return response.to_wire()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import dns.message
 import dns.name
 import dns.rcode
@@ -35,9 +37,19 @@ def test_queries_are_byte_for_byte_dnspythons(address: str, query_id: int) -> No
     assert wire.query(query_id, question) == query.to_wire()
 
 
-@st.composite
-def reply_plans(draw: st.DrawFn) -> dict[str, object]:
+class ReplyPlan(TypedDict):
     """What a reply to a PTR query holds (the message is built outside the strategy)."""
+
+    address: str
+    rcode: dns.rcode.Rcode
+    targets: list[tuple[dns.name.Name, int]]
+    soa: tuple[int | dns.name.Name, int, int] | None  # (depth or owner, TTL, minimum)
+    cname: bool
+    additional: bool
+
+
+@st.composite
+def reply_plans(draw: st.DrawFn) -> ReplyPlan:
     address = draw(addresses)
     depth = len(dns.reversename.from_address(address).labels) - 1
     return {
@@ -50,14 +62,14 @@ def reply_plans(draw: st.DrawFn) -> dict[str, object]:
     }
 
 
-def build(plan: dict[str, object]) -> tuple[bytes, bytes, bool]:
+def build(plan: ReplyPlan) -> tuple[bytes, bytes, bool]:
     """The reply's wire, the question, and whether it has a shape the fast path must take."""
-    query, question = question_of(str(plan["address"]))
+    query, question = question_of(plan["address"])
     response = dns.message.make_response(query)
     qname = query.question[0].name
     rcode = plan["rcode"]
-    response.set_rcode(rcode)  # type: ignore[arg-type]
-    targets: list[tuple[dns.name.Name, int]] = plan["targets"]  # type: ignore[assignment]
+    response.set_rcode(rcode)
+    targets = plan["targets"]
     simple = rcode != dns.rcode.SERVFAIL
     if targets:
         rrset = response.find_rrset(
@@ -67,7 +79,7 @@ def build(plan: dict[str, object]) -> tuple[bytes, bytes, bool]:
             rrset.add(dns.rdtypes.ANY.PTR.PTR(dns.rdataclass.IN, dns.rdatatype.PTR, target), ttl)
         simple = simple and rcode == dns.rcode.NOERROR
     if plan["soa"] is not None:  # an SOA above the name (a depth), or anywhere (a name)
-        where, ttl, minimum = plan["soa"]  # type: ignore[misc]
+        where, ttl, minimum = plan["soa"]
         owner = qname.split(where + 1)[1] if isinstance(where, int) else where
         text = f"ns.test. admin.test. 1 3600 600 86400 {minimum}"
         response.authority.append(dns.rrset.from_text(owner, ttl, "IN", "SOA", text))
@@ -83,7 +95,7 @@ def build(plan: dict[str, object]) -> tuple[bytes, bytes, bool]:
 
 @settings(max_examples=500)
 @given(reply_plans())
-def test_the_fast_path_reads_what_dnspython_reads(plan: dict[str, object]) -> None:
+def test_the_fast_path_reads_what_dnspython_reads(plan: ReplyPlan) -> None:
     data, question, simple = build(plan)
     assert wire.answers_question(data, question)
     fast = wire.read_simple_reply(data, question)
@@ -96,7 +108,7 @@ def test_the_fast_path_reads_what_dnspython_reads(plan: dict[str, object]) -> No
 @settings(max_examples=1000)
 @given(reply_plans(), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3))
 def test_a_damaged_reply_is_read_alike_or_left_to_dnspython(
-    plan: dict[str, object], damage: list[tuple[int, int]]
+    plan: ReplyPlan, damage: list[tuple[int, int]]
 ) -> None:
     reply = build(plan)
     data = bytearray(reply[0])
@@ -124,7 +136,7 @@ def test_names_follow_pointers_backwards_only() -> None:
 
 
 def test_a_name_repeated_in_the_answer_counts_once_like_in_dnspython() -> None:
-    plan = {
+    plan: ReplyPlan = {
         "address": "192.0.2.7",
         "rcode": dns.rcode.NOERROR,
         "targets": [(dns.name.from_text("one.example."), 300)],

@@ -48,7 +48,8 @@ def _goaccess_json(goaccess: str, log: Path, out: Path) -> dict:
     return json.loads(out.read_text(encoding="utf-8", errors="replace"))
 
 
-def _by_key(items: list[dict]) -> dict[tuple[str, str, str], int]:
+def _by_key(items: list[dict]) -> dict[tuple[str | None, str, str | None], int]:
+    # GoAccess leaves out the method and protocol of a request that has none
     return {(i.get("method"), i["data"], i.get("protocol")): i["hits"]["count"] for i in items}
 
 
