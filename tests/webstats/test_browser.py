@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, require_program, run_tool
+from tests.webstats.hostile import hostile_log
 
 pytestmark = pytest.mark.realpart
 
@@ -72,23 +73,6 @@ def payloads(base: str) -> list[str]:
     ]
 
 
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _log(base: str) -> str:
-    lines = []
-    for n, payload in enumerate(payloads(base)):
-        host = payload.replace(" ", "") if n % 3 == 0 else f"192.0.2.{n}"
-        for status in (200, 404):
-            lines.append(
-                f"{host} - - [01/Mar/2026:10:00:0{n} +0000] "
-                f'"GET /{_quoted(payload)} HTTP/1.1" {status} 100 '
-                f'"{_quoted(payload)}" "{_quoted(payload)}"\n'
-            )
-    return "".join(lines)
-
-
 class _Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -121,7 +105,7 @@ def _chromium(page: Path, work: Path) -> tuple[str, Path]:
 def test_hostile_report_in_chromium(tmp_path: Path, recorder: tuple[str, list[str]]) -> None:
     base, hits = recorder
     log = tmp_path / "hostile.log"
-    log.write_text(_log(base), encoding="latin-1")
+    log.write_text(hostile_log(payloads(base)), encoding="latin-1")
     page = tmp_path / "report.html"
     result = run_tool("webstats", "report", str(log), "-o", str(page))
     assert result.returncode == 0, result.stderr

@@ -17,6 +17,7 @@ from pentools.webstats.aggregate import collect, split_request
 from pentools.webstats.parse import ChunkParser, read_line_chunks
 from pentools.webstats.render import render_html
 from tests.conftest import run_tool
+from tests.webstats.hostile import hostile_log, quoted
 
 PAYLOADS = [
     "<script>document.title='pwned'</script>",
@@ -27,23 +28,6 @@ PAYLOADS = [
     "<style>body{display:none}</style>",
     "<meta http-equiv=refresh content=0;url=//evil.test/>",
 ]
-
-
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def hostile_log() -> str:
-    lines = []
-    for index, payload in enumerate(PAYLOADS):
-        host = payload.replace(" ", "") if index % 2 else f"192.0.2.{index + 1}"
-        for status in (200, 404):
-            lines.append(
-                f"{host} - - [01/Mar/2026:10:0{index}:00 +0100] "
-                f'"GET /{_quoted(payload)} HTTP/1.1" {status} 10 '
-                f'"{_quoted(payload)}" "{_quoted(payload)}"\n'
-            )
-    return "".join(lines)
 
 
 class _Collector(HTMLParser):
@@ -63,7 +47,7 @@ class _Collector(HTMLParser):
 
 def test_hostile_log_renders_as_text(tmp_path: Path) -> None:
     log = tmp_path / "hostile.log"
-    log.write_text(hostile_log(), encoding="latin-1")
+    log.write_text(hostile_log(PAYLOADS), encoding="latin-1")
     page = render_html(collect([str(log)]).report(), title="<b>title</b>")
     collector = _Collector()
     collector.feed(page)
@@ -85,7 +69,7 @@ def test_hostile_log_renders_as_text(tmp_path: Path) -> None:
 def test_report_command_writes_html_and_json_atomically(tmp_path: Path) -> None:
     log = tmp_path / "a.log.gz"
     with gzip.open(log, "wt", encoding="latin-1") as handle:
-        handle.write(hostile_log())
+        handle.write(hostile_log(PAYLOADS))
     plain = tmp_path / "b.log"
     plain.write_text('192.0.2.9 - - [02/Mar/2026:10:00:00 +0100] "GET /x HTTP/1.1" 200 5 "-" "u"\n')
     html_path, json_path = tmp_path / "r.html", tmp_path / "r.json"
@@ -206,8 +190,8 @@ def test_bulk_parser_reads_what_was_written(
     )
     stamp += f"{sign}{abs(zone) // 60:02d}{abs(zone) % 60:02d}"  # fmt: skip
     line = (
-        f'{client} - - [{stamp}] "{_quoted(request)}" {status} {size} '
-        f'"{_quoted(referer)}" "{_quoted(agent)}"'
+        f'{client} - - [{stamp}] "{quoted(request)}" {status} {size} '
+        f'"{quoted(referer)}" "{quoted(agent)}"'
     )
     import pyarrow as pa
 
@@ -217,7 +201,7 @@ def test_bulk_parser_reads_what_was_written(
     assert row["client"] == client and row["status"] == status
     assert row["size"] == (0 if size == "-" else int(size))
     assert (row["request"], row["referer"], row["agent"]) == tuple(
-        _quoted(v) for v in (request, referer, agent)
+        quoted(v) for v in (request, referer, agent)
     )
     assert row["unix"] == when == parse_clf_time(stamp)
     assert LogFormat(None).parse(line) is not None
