@@ -82,15 +82,17 @@ def start_pen(
 
 
 def start_with_control(
-    processes: Processes, host: str, backend: str, *args: str
+    processes: Processes, host: str, servers: list[str], *args: str
 ) -> tuple[subprocess.Popen[bytes], int, int]:
-    """Our pen on `host` with a control port there, in front of `backend` (HOST:PORT);
-    `args` are more options: (process, port, control port)."""
+    """Our pen on `host` with a control port there, in front of `servers` (HOST:PORT);
+    `args` are more options. Waits for both ports: (process, port, control port)."""
     kind = socket.SOCK_DGRAM if "-U" in args else socket.SOCK_STREAM
     port, control = free_port(host, kind), free_port(host)
+    control_address = f"[{host}]:{control}" if ":" in host else f"{host}:{control}"
     process = start_pen(
-        processes, host, port, "-C", f"{host}:{control}", *as_root_args(), *args, "--", backend
+        processes, host, port, "-C", control_address, *as_root_args(), *args, "--", *servers
     )
+    wait_bound(host, control, process)
     return process, port, control
 
 

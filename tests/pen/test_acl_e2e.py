@@ -22,6 +22,7 @@ from tests.pen.support import (
     self_signed_certificate,
     start_backend,
     start_pen,
+    start_with_control,
     tls_client,
     wait_bound,
 )
@@ -69,10 +70,7 @@ def start_farm(processes: Processes) -> list[str]:
 def start_ours(
     processes: Processes, servers: list[str], *args: str, host: str = PEN_HOST
 ) -> tuple[int, int]:
-    port, ctl = free_port(host), free_port(host)
-    control_address = f"[{host}]:{ctl}" if ":" in host else f"{host}:{ctl}"
-    start_pen(processes, host, port, "-C", control_address, *as_root_args(), *args, "--", *servers)
-    wait_bound(host, ctl, processes.started[-1])
+    _, port, ctl = start_with_control(processes, host, servers, *args)
     return port, ctl
 
 
@@ -202,19 +200,8 @@ def test_udp_drops_datagrams_of_denied_clients(processes: Processes) -> None:
     echo.bind((BACKENDS[0], 0))
     echo.settimeout(5)
     port = free_port(PEN_HOST, socket.SOCK_DGRAM)
-    pen = processes.start(
-        [
-            *tool_argv("pen"),
-            "-f",
-            "-U",
-            "-o",
-            f"acl 0 deny {DENIED}",
-            f"{PEN_HOST}:{port}",
-            f"{BACKENDS[0]}:{echo.getsockname()[1]}",
-        ],
-        env=tool_env(),
-    )
-    wait_bound(PEN_HOST, port, pen, socket.SOCK_DGRAM)
+    backend = f"{BACKENDS[0]}:{echo.getsockname()[1]}"
+    start_pen(processes, PEN_HOST, port, "-U", "-o", f"acl 0 deny {DENIED}", "--", backend)
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as denied,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as allowed,

@@ -33,7 +33,7 @@ def controlled_pen(processes: Processes, *args: str, backend: str | None = None)
     """Our pen with a control port in front of `backend` (a test HTTP backend if None)."""
     if backend is None:
         backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
-    return start_with_control(processes, PEN_HOST, backend, *args)
+    return start_with_control(processes, PEN_HOST, [backend], *args)
 
 
 def request(conn: socket.socket, path: str) -> str:

@@ -14,7 +14,6 @@ from tests.pen.support import (
     start_backend,
     start_pen,
     tls_client,
-    wait_bound,
 )
 
 PEN_HOST = "127.0.60.1"
@@ -68,21 +67,11 @@ def test_udp_balancing(processes: Processes) -> None:
         server.settimeout(5)
         echo_servers.append(server)
     port = free_port(PEN_HOST, socket.SOCK_DGRAM)
-    pen = processes.start(
-        [
-            *tool_argv("pen"),
-            "-f",
-            "-U",
-            "-r",
-            f"{PEN_HOST}:{port}",
-            *(
-                f"{h}:{s.getsockname()[1]}"
-                for h, s in zip(("127.0.63.2", "127.0.63.3"), echo_servers, strict=True)
-            ),
-        ],
-        env=tool_env(),
-    )
-    wait_bound(PEN_HOST, port, pen, socket.SOCK_DGRAM)
+    backends = [
+        f"{h}:{s.getsockname()[1]}"
+        for h, s in zip(("127.0.63.2", "127.0.63.3"), echo_servers, strict=True)
+    ]
+    start_pen(processes, PEN_HOST, port, "-U", "-r", "--", *backends)
     clients = []
     for i in range(2):
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

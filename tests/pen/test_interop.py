@@ -15,7 +15,14 @@ import pytest
 
 from tests.apache import Apache
 from tests.conftest import Processes, free_port, require_program, run_tool
-from tests.pen.support import as_root_args, http_get, start_backend, start_pen, wait_bound
+from tests.pen.support import (
+    as_root_args,
+    http_get,
+    start_backend,
+    start_pen,
+    start_with_control,
+    wait_bound,
+)
 
 pytestmark = pytest.mark.realpart
 
@@ -122,19 +129,8 @@ def test_c_mergelogs_joins_our_local_log_with_apache_log(
 
 def _start_with_control(processes: Processes) -> tuple[int, int]:
     port = start_backend(processes, APACHE_HOST, "b")
-    pen_port, ctl = free_port(PEN_HOST), free_port(PEN_HOST)
-    start_pen(
-        processes,
-        PEN_HOST,
-        pen_port,
-        "-C",
-        f"{PEN_HOST}:{ctl}",
-        *as_root_args(),
-        "-X",
-        "--",
-        f"{APACHE_HOST}:{port}:10:20:3:1",
-    )
-    wait_bound(PEN_HOST, ctl, processes.started[-1])
+    server = f"{APACHE_HOST}:{port}:10:20:3:1"
+    _, pen_port, ctl = start_with_control(processes, PEN_HOST, [server], "-X")
     return pen_port, ctl
 
 

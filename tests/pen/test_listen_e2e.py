@@ -33,7 +33,7 @@ def refused(host: str, port: int) -> bool:
 def start(processes: Processes, *args: str) -> tuple:
     """Our pen with a control port in front of one test backend: (process, port, control)."""
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
-    return start_with_control(processes, PEN_HOST, backend, *args)
+    return start_with_control(processes, PEN_HOST, [backend], *args)
 
 
 def test_listen_moves_the_listener_and_open_connections_go_on(processes: Processes) -> None:
@@ -110,7 +110,7 @@ def test_listen_moves_the_udp_listener(processes: Processes) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as echo:
         echo.bind((BACKEND, 0))
         backend = f"{BACKEND}:{echo.getsockname()[1]}"
-        process, _, control = start_with_control(processes, PEN_HOST, backend, "-U")
+        process, _, control = start_with_control(processes, PEN_HOST, [backend], "-U")
         new_port = free_port(PEN_HOST, socket.SOCK_DGRAM)
         assert penctl(PEN_HOST, control, "listen", f"{PEN_HOST}:{new_port}") == (
             f"{PEN_HOST}:{new_port}\n"
