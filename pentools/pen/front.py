@@ -116,11 +116,8 @@ class Front:
             from pentools.pen.udp import serve_udp
 
             return await serve_udp(balancer, sock)
-        if self.tls is None:
-            if self.relay is None:
-                self.relay = RawRelay(balancer, sock)
-            else:
-                self.relay.listen_on(sock)
+        if self.tls is None:  # once: `reopen` hands the relay its next listener itself
+            self.relay = RawRelay(balancer, sock)
             return self.relay.stop
         server = await balancer.loop.create_server(
             lambda: Downstream(balancer), sock=sock, ssl=self.tls, backlog=self.config.backlog
