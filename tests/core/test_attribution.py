@@ -73,12 +73,18 @@ def test_learned_offset_gives_first_in_first_out_within_the_band() -> None:
     assert [r.outcome for r in results] == [Outcome.AMBIGUOUS, Outcome.AMBIGUOUS, Outcome.MATCHED]
 
 
-def test_band_keeps_a_lost_line_from_shifting_the_rest() -> None:
+def banded_engine() -> AttributionEngine:
+    """An engine that has learned SERVER's band: lines logged when their records were made."""
     engine = AttributionEngine(window=600)
     for index in range(ClockOffset.MIN_SAMPLES):
         request = f"GET /u/{index} HTTP/1.1"
         engine.add_record(record("198.51.100.9", index * 10, request))
         engine.match(SERVER, request, index * 10)
+    return engine
+
+
+def test_band_keeps_a_lost_line_from_shifting_the_rest() -> None:
+    engine = banded_engine()
     engine.add_record(record("192.0.2.1", 400))  # its line was never logged
     engine.add_record(record("192.0.2.2", 450))
     assert engine.match(SERVER, GET, 450).client == "192.0.2.2"
@@ -86,11 +92,7 @@ def test_band_keeps_a_lost_line_from_shifting_the_rest() -> None:
 
 def test_outside_the_band_only_a_record_no_later_line_can_claim() -> None:
     """A line whose own record is gone must not take the next line's record."""
-    engine = AttributionEngine(window=600)
-    for index in range(ClockOffset.MIN_SAMPLES):
-        request = f"GET /u/{index} HTTP/1.1"
-        engine.add_record(record("198.51.100.9", index * 10, request))
-        engine.match(SERVER, request, index * 10)
+    engine = banded_engine()
     engine.add_record(record("192.0.2.1", 300))  # stale: older than any later band
     engine.add_record(record("192.0.2.2", 420))  # belongs to the line at 420
     assert engine.match(SERVER, GET, 400).client == "192.0.2.1"
