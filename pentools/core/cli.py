@@ -1,7 +1,8 @@
-"""What every command line shares: one-line errors, the ``--log-format`` option."""
+"""What every command line shares: one-line errors, ``--version``, the ``--log-format`` option."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,6 +46,33 @@ def run_command(command: click.Command, name: str, args: list[str] | None = None
         print(f"{name}: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(1) from None
     raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def version_option() -> Callable[[F], F]:
+    """The ``--version`` option of every command: its name and pentools' installed version."""
+    return click.option(
+        "--version",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_show_version,
+        help="Show the version and exit.",
+    )
+
+
+def package_version() -> str:
+    """pentools' version from the package metadata (one place: pyproject.toml)."""
+    try:
+        return importlib.metadata.version("pentools")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return "unknown (not installed)"
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"{ctx.find_root().info_name} (pentools) {package_version()}")
+    ctx.exit()
 
 
 def log_format_option(*short_names: str, join: bool = False) -> Callable[[F], F]:

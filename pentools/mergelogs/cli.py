@@ -9,7 +9,7 @@ import click
 
 from pentools.core.accesslog import text_writer
 from pentools.core.addresses import split_host_prefix
-from pentools.core.cli import log_format_option, run_command
+from pentools.core.cli import log_format_option, run_command, version_option
 from pentools.core.output import atomic_output
 from pentools.mergelogs.merge import LogSource, MergeConfig, MergeStats, merge_logs
 
@@ -25,6 +25,7 @@ lines that do not parse are passed through unchanged; --stats counts them.
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["--help"]})
+@version_option()
 @click.option(
     "-p",
     "pen_log",

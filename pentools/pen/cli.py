@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pentools.core.addresses import parse_host_port
-from pentools.core.cli import run_command
+from pentools.core.cli import run_command, version_option
 from pentools.core.errors import ConfigError
 from pentools.pen import config as cfg
 
@@ -24,6 +24,7 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
     "rereads -F, USR1 writes statistics, TERM stops accepting, lets connections finish "
     "and exits.",
 )
+@version_option()
 @click.option(
     "-b",
     "blacklist",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import click
 
 from pentools.core.addresses import parse_host_port, resolve_host, split_listen_address
-from pentools.core.cli import run_command
+from pentools.core.cli import run_command, version_option
 from pentools.core.errors import PentoolsError
 
 
@@ -47,6 +47,7 @@ def send_command(config: PenctlConfig) -> bytes:
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
+@version_option()
 @click.option(
     "--timeout",
     type=click.FloatRange(0.1),

@@ -9,7 +9,7 @@ import sys
 import click
 
 from pentools.core.addresses import parse_port
-from pentools.core.cli import run_command
+from pentools.core.cli import run_command, version_option
 from pentools.penlog.sender import Sender, SenderConfig
 
 EPILOG = """\b
@@ -24,6 +24,7 @@ dropped.  It exits 0 at end of input or on TERM.
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 @click.option(
     "--stats",
     "show_stats",

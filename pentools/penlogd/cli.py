@@ -6,7 +6,7 @@ import click
 
 from pentools.core.accesslog import LogFormat
 from pentools.core.addresses import parse_port, resolve_host
-from pentools.core.cli import log_format_option, run_command
+from pentools.core.cli import log_format_option, run_command, version_option
 from pentools.penlogd.config import DEFAULT_RCVBUF, PenlogdConfig
 from pentools.penlogd.join import JoinConfig
 
@@ -31,6 +31,7 @@ used by one line only.  Lines that match nothing are written unchanged.
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 @click.option(
     "-d", "debug", count=True, help="Debugging: -d the sockets and counters, -dd every datagram."
 )

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pentools.core.accesslog import text_writer
-from pentools.core.cli import run_command
+from pentools.core.cli import run_command, version_option
 from pentools.core.errors import PentoolsError
 from pentools.webresolve.pipeline import Stats, WebresolveConfig, resolve_log
 from pentools.webresolve.resolver import ResolverConfig, parse_nameserver, system_nameservers
@@ -151,6 +151,7 @@ def _write_stats(path: str, stats: Stats) -> None:
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 @click.argument("access_log", required=False, default="-", metavar="[ACCESS_LOG]")
 @resolver_options
 def command(access_log: str, **options: Any) -> None:

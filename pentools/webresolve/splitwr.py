@@ -6,11 +6,12 @@ from typing import Any
 
 import click
 
-from pentools.core.cli import run_command
+from pentools.core.cli import run_command, version_option
 from pentools.webresolve.cli import EPILOG, resolver_options, run
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 @click.argument("access_log", metavar="ACCESS_LOG")
 @resolver_options
 def command(access_log: str, **options: Any) -> None:

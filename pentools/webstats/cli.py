@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from pentools.core.cli import log_format_option, run_command
+from pentools.core.cli import log_format_option, run_command, version_option
 from pentools.core.errors import PentoolsError
 
 
@@ -67,6 +67,7 @@ def _guarded(action: Callable[[], Any]) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option()
 def command() -> None:
     """Statistics pages: access-log reports and pen's live status, as static HTML."""
 
