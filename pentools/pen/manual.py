@@ -47,7 +47,8 @@ MANUAL = Manual(
         ("HUP", "Reopen the log file (after it was rotated) and read the -F file again."),
         (
             "USR1",
-            "Write the HTML status page to the -w file; without -w, write a summary to stderr.",
+            "Write the HTML status page to the -w file; without -w, write the number "
+            "of connections and the server table (as `penctl servers` shows it) to stderr.",
         ),
         (
             "TERM, INT",

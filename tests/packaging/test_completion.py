@@ -54,6 +54,7 @@ def complete(tmp_path: Path, name: str, words: list[str]) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.realpart
 @pytest.mark.parametrize("name", sorted(console_scripts()))
 def test_bash_completes_an_option_of_every_command(tmp_path: Path, name: str) -> None:
     command, _ = commands()[name]
@@ -61,6 +62,7 @@ def test_bash_completes_an_option_of_every_command(tmp_path: Path, name: str) ->
     assert complete(tmp_path, name, [name, option[:-2]]) == [option]
 
 
+@pytest.mark.realpart
 def test_bash_completes_a_subcommand_and_a_choice(tmp_path: Path) -> None:
     assert complete(tmp_path, "webstats", ["webstats", "rep"]) == ["report"]
     assert complete(tmp_path, "pen", ["pen", "--proxy-protocol", ""]) == ["1", "2"]

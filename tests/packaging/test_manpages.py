@@ -50,6 +50,7 @@ def test_the_check_sees_a_changed_a_missing_and_an_extra_page(tmp_path: Path) ->
     assert stale_pages(tmp_path) == []
 
 
+@pytest.mark.realpart
 @pytest.mark.parametrize("name", sorted(console_scripts()))
 def test_each_page_renders_every_section_and_option(name: str) -> None:
     result = man_text("-l", str(MAN_DIRECTORY / f"{name}.1"))
@@ -86,6 +87,7 @@ def test_each_manual_says_more_than_click(name: str) -> None:
             assert title in console_scripts(), page
 
 
+@pytest.mark.realpart
 def test_prose_cannot_inject_roff(tmp_path: Path) -> None:
     """A leading dot or quote, a backslash, and quoted words stay text."""
 
@@ -116,6 +118,7 @@ def test_prose_cannot_inject_roff(tmp_path: Path) -> None:
     assert "pentools 9.9" in text
 
 
+@pytest.mark.realpart
 def test_man_finds_the_installed_pages(installed: Installed) -> None:
     """Through MANPATH, and (venv or /usr/local) through bin/ on PATH without it."""
     man1 = installed.share / "man" / "man1"
