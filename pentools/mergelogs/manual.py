@@ -5,9 +5,7 @@ from pentools.core.manpage import Manual
 MANUAL = Manual(
     summary="merge pen's log and the backends' access logs into one access log",
     description=(
-        "Each SERVER:LOGFILE names a backend's access log and the backend as pen(1) "
-        "knows it (its address or host name; `[IPv6]:LOGFILE` for IPv6).  PENLOG is "
-        "pen's record log (`pen -l FILE`).  Files ending in .gz are read decompressed.",
+        "PENLOG is pen's record log (`pen -l FILE`).  Files ending in .gz are read decompressed.",
         "A line is attributed to a record of the same server and request written "
         "within -j seconds of it, and each record is used for at most one line.  To "
         "choose among several, mergelogs learns each backend's clock offset and spread "

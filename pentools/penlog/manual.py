@@ -5,13 +5,10 @@ from pentools.core.manpage import Manual
 MANUAL = Manual(
     summary="send access-log lines from stdin to penlogd over UDP",
     description=(
-        "penlog is meant for a web server's log pipe (Apache's `CustomLog \"|...\"`).  "
-        "It reads lines on stdin and sends each one, without its line break, as one UDP "
-        "datagram to penlogd(1) at SERVER PORT, where it is joined with pen's records.  "
-        "SERVER may be a host name (resolved once, at start), an IPv4 or an IPv6 address.",
-        "MY_IP is the source address of the datagrams.  penlogd knows which web server a "
-        "line comes from by that address, so it must be the address pen(1) was given for "
-        "this server; without it the kernel picks the source address.",
+        "penlog is meant for a web server's log pipe (Apache's `CustomLog \"|...\"`): each "
+        "line read becomes one UDP datagram, without its line break, which penlogd(1) joins "
+        "with pen's records.  Without MY_IP the kernel picks the source address, and that "
+        "must then be the address pen(1) was given for this server.",
         "penlog never blocks the web server: every send is non-blocking, and a penlogd "
         "that is down, a full socket buffer or an ICMP error only counts the line as "
         "dropped.  A line longer than the UDP limit (65507 bytes over IPv4, 65527 over "

@@ -5,15 +5,14 @@ from pentools.core.manpage import Manual
 MANUAL = Manual(
     summary="join pen's records with the web servers' log lines, live, into one access log",
     description=(
-        "penlogd receives two kinds of UDP datagrams on PORT: balancer records from "
-        "pen(1) (`pen -l HOST:PORT`), which start with `+`, and access-log lines from "
-        "each web server's penlog(1).  The web server is the source address of its "
-        "datagrams.  Each line is written exactly once, its first field replaced by "
-        "the client of the record with the same server and request nearest in arrival "
-        "time; a record is used by one line only.  A line whose record has not arrived "
-        "yet waits up to --wait seconds for it; a line no record matches is written "
-        "unchanged.  Junk and embedded line breaks are escaped, never written as a new "
-        "line.",
+        "A datagram that starts with `+` is a balancer record from pen(1) (`pen -l "
+        "HOST:PORT`); any other is an access-log line from a web server's penlog(1), and "
+        "the web server is its source address.  Each line is written exactly once, its "
+        "first field replaced by the client of the record with the same server and "
+        "request nearest in arrival time; a record is used by one line only.  A line "
+        "whose record has not arrived yet waits up to --wait seconds for it; a line no "
+        "record matches is written unchanged.  Junk and embedded line breaks are escaped, "
+        "never written as a new line.",
         "With pen's extended records (`pen --log-upstream-port`, the server written as "
         "`SERVER#PORT`) and backends logging `%{remote}p` (`--log-format common_port` or "
         "`combined_port`) the join is exact: the upstream port names the connection.",

@@ -7,17 +7,14 @@ pentools/manpages.py draws the pages.
 from pentools.core.manpage import Manual
 
 _DESCRIPTION = (
-    "The first field of each line, the client address, is replaced by the PTR name of "
-    "the address where one exists and kept otherwise; every other byte is written as "
-    "read, in input order, whatever the line length or encoding.  IPv4 and IPv6 "
-    "(ip6.arpa); an IPv4-mapped IPv6 address is looked up as IPv4.  Fields that are "
-    "already names, empty lines and junk pass unchanged and are counted.  Input ending "
-    "in .gz is read decompressed.",
-    "Many look-ups are in flight at once (at most -n), on a few UDP sockets; each "
-    "address is looked up once.  The number in flight adapts to the name server: it "
-    "grows while answers come back and halves when they go missing.  Lines are held "
-    "back (at most -w of them) until their look-ups end, so output starts before the "
-    "input ends and memory stays bounded.",
+    "Every byte but the first field (the client address) is written as read, in input order, whatever the "
+    "line length or encoding.  IPv4 and IPv6 (ip6.arpa); an IPv4-mapped IPv6 address is "
+    "looked up as IPv4.  Fields that are already names, empty lines and junk pass "
+    "unchanged and are counted.",
+    "At most -n look-ups are in flight, on a few UDP sockets.  The number adapts to the "
+    "name server: it grows while answers come back and halves when they go missing.  "
+    "Lines are held back (at most -w of them) until their look-ups end, so output starts "
+    "before the input ends and memory stays bounded.",
     "A PTR answer is attacker-controlled text: only a strict host name (letters, digits, "
     "hyphens and dots, labels of at most 63 characters, never a name that reads as an "
     "IP address) is written; anything else keeps the address and is counted as refused.",
