@@ -11,11 +11,12 @@ install prefix (pyproject.toml, data-files); tests/packaging checks both.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import click
 
-from pentools.core.cli import package_version, run_command
+from pentools.core.cli import run_command
 from pentools.core.manpage import Manual, render
 from pentools.mergelogs import cli as mergelogs_cli
 from pentools.mergelogs import manual as mergelogs_manual
@@ -33,8 +34,16 @@ from pentools.webresolve import splitwr
 from pentools.webstats import cli as webstats_cli
 from pentools.webstats import manual as webstats_manual
 
-#: Where the committed pages live, relative to the checkout.
-MAN_DIRECTORY = Path(__file__).resolve().parent.parent / "man"
+CHECKOUT = Path(__file__).resolve().parent.parent
+#: Where the committed pages live.
+MAN_DIRECTORY = CHECKOUT / "man"
+
+
+def checkout_version() -> str:
+    """The version in pyproject.toml: the pages are built from the checkout, whatever
+    version an older install left in the package metadata."""
+    with open(CHECKOUT / "pyproject.toml", "rb") as stream:
+        return str(tomllib.load(stream)["project"]["version"])
 
 
 def commands() -> dict[str, tuple[click.Command, Manual]]:
@@ -53,7 +62,7 @@ def commands() -> dict[str, tuple[click.Command, Manual]]:
 
 def pages() -> dict[str, str]:
     """File name (``pen.1``) to roff source, for every command."""
-    version = package_version()
+    version = checkout_version()
     return {
         f"{name}.1": render(name, command, manual, version)
         for name, (command, manual) in commands().items()

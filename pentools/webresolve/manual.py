@@ -7,10 +7,10 @@ pentools/manpages.py draws the pages.
 from pentools.core.manpage import Manual
 
 _DESCRIPTION = (
-    "Every byte but the first field (the client address) is written as read, in input order, whatever the "
-    "line length or encoding.  IPv4 and IPv6 (ip6.arpa); an IPv4-mapped IPv6 address is "
-    "looked up as IPv4.  Fields that are already names, empty lines and junk pass "
-    "unchanged and are counted.",
+    "Every byte but the first field (the client address) is written as read, in input "
+    "order, whatever the line length or encoding.  IPv4 and IPv6 (ip6.arpa); an "
+    "IPv4-mapped IPv6 address is looked up as IPv4.  Fields that are already names, "
+    "empty lines and junk pass unchanged and are counted.",
     "At most -n look-ups are in flight, on a few UDP sockets.  The number adapts to the "
     "name server: it grows while answers come back and halves when they go missing.  "
     "Lines are held back (at most -w of them) until their look-ups end, so output starts "

@@ -35,7 +35,8 @@ def test_every_console_script_has_a_page() -> None:
 
 def test_the_committed_pages_match_the_commands() -> None:
     """Change an option or a manual.py and this fails until `python -m pentools.manpages`."""
-    assert stale_pages(MAN_DIRECTORY) == []
+    stale = stale_pages(MAN_DIRECTORY)
+    assert stale == [], f"regenerate {stale} with: python -m pentools.manpages"
 
 
 def test_the_check_sees_a_changed_a_missing_and_an_extra_page(tmp_path: Path) -> None:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 
 import pytest
 
-from tests.conftest import REPO_ROOT, tool_env
+from pentools.manpages import checkout_version
+from tests.conftest import tool_env
 from tests.packaging.conftest import Installed, console_scripts
-
-
-def pyproject_version() -> str:
-    with open(REPO_ROOT / "pyproject.toml", "rb") as stream:
-        return str(tomllib.load(stream)["project"]["version"])
 
 
 @pytest.mark.parametrize("name", sorted(console_scripts()))
@@ -28,7 +23,7 @@ def test_every_command_says_its_version(name: str) -> None:
         timeout=60,
     )
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"{name} (pentools) {pyproject_version()}\n"
+    assert result.stdout == f"{name} (pentools) {checkout_version()}\n"
 
 
 def test_the_installed_scripts_say_it_too(installed: Installed) -> None:
@@ -40,4 +35,4 @@ def test_the_installed_scripts_say_it_too(installed: Installed) -> None:
             env=installed.env(),
             timeout=60,
         )
-        assert result.stdout == f"{name} (pentools) {pyproject_version()}\n", result.stderr
+        assert result.stdout == f"{name} (pentools) {checkout_version()}\n", result.stderr
