@@ -69,6 +69,10 @@ class LogTarget:
     path: str | None = None
     address: HostPort | None = None
 
+    def __str__(self) -> str:
+        """As ``-l`` takes it (and ``write`` saves it)."""
+        return self.path if self.path is not None else str(self.address)
+
 
 @dataclass(frozen=True)
 class PenConfig:
