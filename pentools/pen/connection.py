@@ -82,6 +82,7 @@ class ClientConnection:
         "head",
         "http",
         "number",
+        "opened",
         "quiet_since",
         "server",
         "server_index",
@@ -99,10 +100,12 @@ class ClientConnection:
     server_index: int
     tried: list[int]
     #: Set by `ConnectionTable.add`: the connection's number, whether a
-    #: byte was read since the last idle check, and since when it is quiet.
+    #: byte was read since the last idle check, since when it is quiet,
+    #: and when it was opened.
     number: int
     active: bool
     quiet_since: float
+    opened: float
 
     def send_up(self, data: bytes) -> None:
         raise NotImplementedError

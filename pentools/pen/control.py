@@ -28,7 +28,16 @@ _LINE_LIMIT = 4096
 
 _SWITCHES = ("hash", "roundrobin", "stubborn", "weight", "prio")
 #: The commands that take a ``no`` in front (besides the switches).
-_NEGATABLE = ("acl", "http", "log", "web_stats", "ascii", "tcp_nodelay", "source")
+_NEGATABLE = (
+    "acl",
+    "http",
+    "log",
+    "web_stats",
+    "ascii",
+    "tcp_nodelay",
+    "source",
+    "queue_at_conn_max",
+)
 _FASTCLOSE = ("off", "up", "down", "both")
 #: A connection's state in ``connection N``, as bits (the original's shape):
 #: 1 connecting to the server, 2 connected, 4 the server closed its side,
@@ -170,6 +179,22 @@ class Controller:
         if value is not None:
             self.state.settings.idle_timeout = _int(value, "idle timeout")
         return f"Idle timeout: {self.state.settings.idle_timeout} seconds\n"
+
+    # -- no lock-out: what to do at the -x cap ---------------------------------------
+
+    def _cmd_queue_at_conn_max(self, *_: object, negate: bool = False) -> str:
+        self.state.settings.queue_at_conn_max = not negate
+        return ""
+
+    def _cmd_conn_max_per_client(self, value: str | None = None) -> str:
+        if value is not None:
+            self.state.settings.conn_max_per_client = _int(value, "conn_max_per_client")
+        return f"{self.state.settings.conn_max_per_client}\n"
+
+    def _cmd_first_byte_timeout(self, value: str | None = None) -> str:
+        if value is not None:
+            self.state.settings.first_byte_timeout = _int(value, "first_byte_timeout")
+        return f"{self.state.settings.first_byte_timeout}\n"
 
     def _cmd_tcp_fastclose(self, value: str | None = None) -> str:
         if value is None:
@@ -399,6 +424,9 @@ class Controller:
             lines.append(f"source {state.settings.source}")
         flag("stubborn", policy.stubborn)
         lines.append(f"idle_timeout {state.settings.idle_timeout}")
+        flag("queue_at_conn_max", state.settings.queue_at_conn_max)
+        lines.append(f"conn_max_per_client {state.settings.conn_max_per_client}")
+        lines.append(f"first_byte_timeout {state.settings.first_byte_timeout}")
         lines.append(f"pending_max {state.settings.pending_max}")
         lines.append(f"tcp_fastclose {state.settings.fastclose}")
         flag("tcp_nodelay", state.settings.tcp_nodelay)

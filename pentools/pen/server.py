@@ -31,6 +31,9 @@ from pentools.pen.tlscontext import server_context
 
 log = logging.getLogger("pentools.pen")
 
+#: Seconds between two looks at the connection table (idle and silent connections).
+_TICK = 0.25
+
 
 def resolve_servers(config: PenConfig) -> dict[str, str]:
     """Every server host of the config, resolved once at start (like the original)."""
@@ -220,7 +223,7 @@ async def serve(
     if control is not None:
         control_server = await loop.create_server(lambda: ControlProtocol(controller), sock=control)
     state.debug(f"listening on {state.listen_description}")
-    ticker = _every_second(loop, lambda: state.tick(loop.time()))
+    ticker = _periodically(loop, _TICK, lambda: state.tick(loop.time()))
     await stop.wait()
     front.stop()
     if control_server is not None:
@@ -231,12 +234,14 @@ async def serve(
     state.close()
 
 
-def _every_second(loop: asyncio.AbstractEventLoop, job: Callable[[], None]) -> asyncio.Task[None]:
-    """Run `job` once a second until the task is cancelled."""
+def _periodically(
+    loop: asyncio.AbstractEventLoop, seconds: float, job: Callable[[], None]
+) -> asyncio.Task[None]:
+    """Run `job` every `seconds` until the task is cancelled."""
 
     async def repeat() -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(seconds)
             job()
 
     return loop.create_task(repeat())

@@ -3,7 +3,7 @@
 The frozen `PenConfig` says how pen was started; `State` holds what the
 control port may read and change while it runs.  It does no I/O of its
 own: the clock and the opening of the record log are handed in, and the
-process (`pentools.pen.server`) ticks it once a second.  Transports,
+process (`pentools.pen.server`) ticks it a few times a second.  Transports,
 the control port and the status page all work on this one object.
 """
 
@@ -39,8 +39,10 @@ class Connection(Protocol):
     #: Whether a byte was read since the last idle check, and since when it is quiet.
     active: bool
     quiet_since: float
-    #: Whether the client has sent a byte yet (idle clients at the cap are closed).
+    #: Whether the client has sent no byte yet, and when the connection was opened
+    #: (`first_byte_timeout` closes such connections at the cap).
     first_chunk: bool
+    opened: float
 
     def status(self) -> tuple[int, int, int, int]: ...
     def connecting_now(self) -> bool: ...
@@ -73,6 +75,12 @@ class Settings:
     tcp_nodelay: bool = True
     #: penctl ``source IP``: the local address of connections to the servers.
     source: str | None = None
+    #: No lock-out: at the cap, clients wait in the listen queue (plain TCP);
+    #: connections per client address at most (0: no cap); at the cap, close
+    #: connections whose client sent nothing for this many seconds (0: never).
+    queue_at_conn_max: bool = False
+    conn_max_per_client: int = 0
+    first_byte_timeout: int = 0
 
     @classmethod
     def from_config(cls, config: PenConfig) -> Settings:
@@ -86,6 +94,9 @@ class Settings:
             debug=config.debug,
             ascii_dumps=config.ascii_dumps,
             webstats=config.webstats,
+            queue_at_conn_max=config.queue_at_conn_max,
+            conn_max_per_client=config.conn_max_per_client,
+            first_byte_timeout=config.first_byte_timeout,
         )
 
     def source_for(self, server_address: str) -> str | None:
@@ -110,8 +121,12 @@ class Counters:
     #: and control connections refused by ``control_acl``'s.
     acl_denied: int = 0
     control_denied: int = 0
-    #: Connections closed because they were quiet too long.
+    #: Connections closed because they were quiet too long (``idle_timeout``),
+    #: or had sent nothing at the cap (``first_byte_timeout``).
     idle_closed: int = 0
+    first_byte_closed: int = 0
+    #: Connections refused because their client had ``conn_max_per_client`` open.
+    client_capped: int = 0
 
 
 class ConnectionTable:
@@ -120,9 +135,13 @@ class ConnectionTable:
 
     def __init__(self) -> None:
         self.connections: dict[int, Connection] = {}
+        #: Open connections per client address (``conn_max_per_client``).
+        self.per_client: dict[str, int] = {}
         self._free_numbers: list[int] = []
         #: Called when the last connection leaves (TERM's drain waits for it).
         self.when_empty: Callable[[], None] | None = None
+        #: Called when any connection leaves (a relay waiting at the cap).
+        self.when_removed: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self.connections)
@@ -132,14 +151,22 @@ class ConnectionTable:
         number = heapq.heappop(free) if free else len(self.connections)
         connection.number = number
         connection.active = False
-        connection.quiet_since = now
+        connection.quiet_since = connection.opened = now
         self.connections[number] = connection
+        per_client = self.per_client
+        per_client[connection.client] = per_client.get(connection.client, 0) + 1
 
     def remove(self, connection: Connection) -> None:
         if self.connections.pop(connection.number, None) is connection:
             heapq.heappush(self._free_numbers, connection.number)
+            per_client = self.per_client
+            left = per_client.pop(connection.client) - 1
+            if left:
+                per_client[connection.client] = left
         if self.when_empty is not None and not self.connections:
             self.when_empty()
+        if self.when_removed is not None:
+            self.when_removed()
 
     def quiet(self, now: float, limit: float) -> list[Connection]:
         """Connections with no byte read for `limit` s (0: none), checked once a second.
@@ -154,6 +181,14 @@ class ConnectionTable:
             elif limit and now - connection.quiet_since >= limit:
                 found.append(connection)
         return found
+
+    def silent(self, now: float, limit: float) -> list[Connection]:
+        """Connections whose client has sent no byte in the `limit` s since they opened."""
+        return [
+            connection
+            for connection in self.connections.values()
+            if connection.first_chunk and now - connection.opened >= limit
+        ]
 
 
 class State:
@@ -206,6 +241,15 @@ class State:
         self.debug(f"client {client} denied by access list {self.selector.access.client}")
         return False
 
+    def over_client_cap(self, client: str) -> bool:
+        """Whether `client` has ``conn_max_per_client`` connections open; counted."""
+        cap = self.settings.conn_max_per_client
+        if cap and self.table.per_client.get(client, 0) >= cap:
+            self.counters.client_capped += 1
+            self.debug(f"client {client} has {cap} connections open: refused")
+            return True
+        return False
+
     def debug(self, message: str, level: int = 1) -> None:
         """``-d``: a diagnostic line, if the debug level (penctl ``debug``) asks for it."""
         if self.settings.debug >= level:
@@ -232,12 +276,21 @@ class State:
             self.sink = None
             self.refresh()
 
-    # -- once a second -------------------------------------------------------------
+    # -- a few times a second -------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Close connections quiet for penctl ``idle_timeout`` seconds."""
-        limit = self.settings.idle_timeout
+        """Close connections quiet for ``idle_timeout`` seconds and, at the cap,
+        those whose client sent nothing for ``first_byte_timeout`` seconds."""
+        settings = self.settings
+        limit = settings.idle_timeout
         for connection in self.table.quiet(now, limit):
             self.debug(f"connection {connection.number} idle for {limit} s: closed")
             self.counters.idle_closed += 1
             connection.close()
+        limit = settings.first_byte_timeout
+        if limit and len(self.table) >= settings.conn_max:
+            silent = self.table.silent(now, limit)
+            self.debug(f"at the cap: closing {len(silent)} connections silent for {limit} s")
+            self.counters.first_byte_closed += len(silent)
+            for connection in silent:
+                connection.close()

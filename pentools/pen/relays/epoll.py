@@ -28,6 +28,7 @@ import _socket
 import asyncio
 import errno
 import logging
+import os
 import select
 import socket
 from collections.abc import Callable
@@ -83,6 +84,10 @@ class RawRelay:
         self.accepting = False
         #: Accepting stopped because `pending_max` connection attempts are under way.
         self.waiting_for_connects = False
+        #: Accepting stopped at the -x cap (``queue_at_conn_max``): clients wait
+        #: in the listen queue; the timer refuses them after -t seconds.
+        self.at_cap = False
+        self.cap_timer: asyncio.TimerHandle | None = None
         #: Backend connections being made and when they time out, oldest first;
         #: one timer for all of them instead of one per connection.
         self.connecting: dict[RawConnection, float] = {}
@@ -170,6 +175,8 @@ class RawRelay:
     # -- accepting -------------------------------------------------------------------
 
     def start_accepting(self) -> None:
+        if self.at_cap or self.waiting_for_connects:
+            return
         if not self.accepting and self.listener.fileno() >= 0:
             self.accepting = True
             self.watch(self.listener.fileno(), EPOLLIN, self.accept)
@@ -210,6 +217,9 @@ class RawRelay:
                 self.waiting_for_connects = True
                 self.stop_accepting()
                 return
+            if settings.queue_at_conn_max and len(table) >= settings.conn_max:
+                self.wait_for_room()
+                return
             try:
                 fd, peer = accept()
             except (BlockingIOError, InterruptedError):
@@ -230,13 +240,70 @@ class RawRelay:
             if access.active and self.tcp and not state.admits(client):
                 sock.close()  # before a server is chosen: the client sees EOF
                 continue
+            if settings.conn_max_per_client and state.over_client_cap(client):
+                sock.close()
+                continue
             RawConnection(self, sock, peer, client)
+
+    # -- waiting at the cap ----------------------------------------------------------
+
+    def wait_for_room(self) -> None:
+        """At the -x cap (``queue_at_conn_max``): leave new clients in the listen queue."""
+        self.at_cap = True
+        self.stop_accepting()
+        self.state.table.when_removed = self.room_made
+        self.cap_timer = self.loop.call_later(self.state.settings.timeout, self.queue_expired)
+
+    def room_made(self) -> None:
+        """A connection closed: accept again if that made room (or the cap was lifted)."""
+        state = self.state
+        settings = state.settings
+        if settings.queue_at_conn_max and len(state.table) >= settings.conn_max:
+            return
+        state.table.when_removed = None
+        self.at_cap = False
+        if self.cap_timer is not None:
+            self.cap_timer.cancel()
+            self.cap_timer = None
+        self.start_accepting()
+
+    def queue_expired(self) -> None:
+        """Still at the cap after -t seconds: refuse the clients queued now.
+
+        So no client waits much longer than -t (two at most) in the queue;
+        without ``queue_at_conn_max`` they are refused at once.
+        """
+        self.cap_timer = None
+        self.room_made()
+        if not self.at_cap or self.listener.fileno() < 0:
+            return
+        accept = self.listener._accept  # type: ignore[attr-defined]
+        refused = 0
+        while True:
+            try:
+                fd, _peer = accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    break
+                continue
+            os.close(fd)
+            refused += 1
+        self.state.counters.refused += refused
+        self.state.debug(f"at the cap for {self.state.settings.timeout:g} s: {refused} refused")
+        self.cap_timer = self.loop.call_later(self.state.settings.timeout, self.queue_expired)
 
     def close(self) -> None:
         self.stop()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.cap_timer is not None:
+            self.cap_timer.cancel()
+            self.cap_timer = None
+        if self.state.table.when_removed == self.room_made:
+            self.state.table.when_removed = None
         self.loop.remove_reader(self.epoll.fileno())
         self.epoll.close()
 

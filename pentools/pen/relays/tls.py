@@ -128,11 +128,15 @@ class Downstream(ClientConnection, asyncio.Protocol):
             transport.abort()  # type: ignore[attr-defined]
             self.closed = True
             return
+        peer = transport.get_extra_info("peername")
+        self.client = client_of(peer)
+        if state.over_client_cap(self.client):
+            transport.abort()  # type: ignore[attr-defined]
+            self.closed = True
+            return
         state.table.add(self, self.loop.time())
         if not settings.tcp_nodelay:
             _nagle_on(transport)
-        peer = transport.get_extra_info("peername")
-        self.client = client_of(peer)
         # asyncio hands the connection over only after the TLS handshake:
         # the earliest point this path can check the client's address
         access_checked = state.selector.access.active and isinstance(peer, tuple)
