@@ -28,6 +28,9 @@ class FileSink:
         self._call_soon = call_soon
         self._pending: list[bytes] = []
         self._fd = self._open()
+        #: Records written (the metrics); a file drops none: a write error is pen's error.
+        self.written = 0
+        self.dropped = 0
 
     def _open(self) -> int:
         try:
@@ -40,6 +43,7 @@ class FileSink:
         if not self._pending:
             self._call_soon(self.flush)
         self._pending.append(record.to_local())
+        self.written += 1
 
     def flush(self) -> None:
         if self._pending and self._fd >= 0:
@@ -74,6 +78,7 @@ class UdpSink:
         self._socket = socket.socket(address_family(ip), socket.SOCK_DGRAM)
         self._socket.setblocking(False)
         self._socket.connect((ip, address.port))
+        self.written = 0
         self.dropped = 0
 
     def write(self, record: BalancerRecord) -> None:
@@ -82,6 +87,8 @@ class UdpSink:
             self._socket.send(record.to_datagram())
         except OSError:
             self.dropped += 1
+        else:
+            self.written += 1
 
     def reopen(self) -> None:
         """Nothing to reopen: datagrams are sent as they come."""

@@ -25,6 +25,10 @@ log = logging.getLogger("pentools.pen")
 class Sink(Protocol):
     """Where records go (`pentools.pen.recordlog`): a file or penlogd."""
 
+    #: Records written, and dropped (penlogd's datagrams that could not be sent).
+    written: int
+    dropped: int
+
     def write(self, record: BalancerRecord) -> None: ...
     def reopen(self) -> None: ...
     def close(self) -> None: ...
@@ -127,6 +131,11 @@ class Counters:
     first_byte_closed: int = 0
     #: Connections refused because their client had ``conn_max_per_client`` open.
     client_capped: int = 0
+    #: Failed accepts (out of descriptors or memory, a client gone before accept).
+    accept_errors: int = 0
+    #: Records of the sinks closed since start (`State.records` adds the open one's).
+    records_written: int = 0
+    records_dropped: int = 0
 
 
 class ConnectionTable:
@@ -260,8 +269,7 @@ class State:
     def set_log(self, target: LogTarget | None) -> None:
         """penctl ``log FILE`` / ``no log``; raises ConfigError if it cannot be opened."""
         new = self._open_log(target) if target else None
-        if self.sink is not None:
-            self.sink.close()
+        self._close_sink()
         self.sink = new
         self.log_target = target
         self.refresh()
@@ -271,10 +279,24 @@ class State:
             self.sink.reopen()
 
     def close(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
+        self._close_sink()
+        self.refresh()
+
+    def _close_sink(self) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.close()
+            self.counters.records_written += sink.written
+            self.counters.records_dropped += sink.dropped
             self.sink = None
-            self.refresh()
+
+    def records(self) -> tuple[int, int]:
+        """Records written and dropped since start, over every log pen had."""
+        written, dropped = self.counters.records_written, self.counters.records_dropped
+        if self.sink is not None:
+            written += self.sink.written
+            dropped += self.sink.dropped
+        return written, dropped
 
     # -- a few times a second -------------------------------------------------------
 

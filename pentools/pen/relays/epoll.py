@@ -225,6 +225,7 @@ class RawRelay:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
+                state.counters.accept_errors += 1
                 if exc.errno in _EXHAUSTED:
                     state.debug(f"accept: {exc.strerror}; pausing for 0.1 s")
                     self.stop_accepting()
