@@ -124,6 +124,8 @@ class PenConfig:
     queue_at_conn_max: bool = False
     conn_max_per_client: int = 0
     first_byte_timeout: int = 0
+    #: ``--metrics``: where Prometheus scrapes pen's counters.
+    metrics: HostPort | None = None
 
 
 def _number(text: str, what: str) -> int:

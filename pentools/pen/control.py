@@ -20,6 +20,7 @@ from pentools.core.errors import ConfigError, PentoolsError
 from pentools.pen.acl import list_number, parse_entry
 from pentools.pen.config import parse_listen, parse_log_target
 from pentools.pen.connection import client_of
+from pentools.pen.metrics import metrics_json
 from pentools.pen.state import State
 from pentools.pen.status import render_status
 
@@ -305,6 +306,10 @@ class Controller:
 
     def _cmd_status(self) -> str:
         return render_status(self.state)
+
+    def _cmd_metrics(self) -> str:
+        """The counters of ``--metrics`` as one line of JSON (ours, not the original's)."""
+        return metrics_json(self.state) + "\n"
 
     # -- single connections -------------------------------------------------------------
 

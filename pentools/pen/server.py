@@ -19,10 +19,12 @@ from collections.abc import Callable
 
 from pentools.core.addresses import resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
+from pentools.core.metrics import MetricsServer
 from pentools.core.output import atomic_output
 from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.front import Front, describe, open_listener
+from pentools.pen.metrics import PenCollector
 from pentools.pen.recordlog import open_sink
 from pentools.pen.selection import Selector
 from pentools.pen.state import State
@@ -125,16 +127,24 @@ def run(config: PenConfig) -> None:
         config.listen, "listen address", udp=config.udp, backlog=config.backlog
     )
     control = open_listener(config.control, "control port") if config.control else None
+    collector = PenCollector()  # reads the state once serve() has made it
+    metrics = MetricsServer(config.metrics, [collector]) if config.metrics else None
+    if metrics is not None:
+        metrics.bind()
     if not config.foreground:
         _daemonize()
     _drop_privileges(config)
     if config.pidfile:  # whole or not at all: a script may read it at any moment
         with atomic_output(config.pidfile) as out:
             out.write(f"{os.getpid()}\n".encode("ascii"))
+    if metrics is not None:
+        metrics.serve()  # a thread: started in the process that stays
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(config, addresses, listener, control, tls))
+            runner.run(serve(config, addresses, listener, control, tls, collector))
     finally:
+        if metrics is not None:
+            metrics.close()
         if config.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(config.pidfile)
@@ -174,10 +184,12 @@ async def serve(
     listener: socket.socket,
     control: socket.socket | None,
     tls: ssl.SSLContext | None,
+    collector: PenCollector,
 ) -> None:
     """The event loop's part: serve until told to stop, then drain."""
     loop = asyncio.get_running_loop()
     state = build_state(config, loop, addresses)
+    collector.state = state
     front = Front(state, loop, config, tls, listener)
     if control is not None:
         state.control_description = describe(control, config.control)  # type: ignore[arg-type]
