@@ -312,7 +312,8 @@ class State:
         limit = settings.first_byte_timeout
         if limit and len(self.table) >= settings.conn_max:
             silent = self.table.silent(now, limit)
-            self.debug(f"at the cap: closing {len(silent)} connections silent for {limit} s")
-            self.counters.first_byte_closed += len(silent)
+            if silent:
+                self.debug(f"at the cap: closing {len(silent)} connections silent for {limit} s")
+                self.counters.first_byte_closed += len(silent)
             for connection in silent:
                 connection.close()

@@ -20,6 +20,7 @@ import pytest
 from pentools.pen.config import ListenSpec, PenConfig, ServerSpec
 from pentools.pen.control import Controller
 from pentools.pen.server import build_state
+from pentools.pen.state import State
 from tests.conftest import Processes
 from tests.pen.support import DEADLINE, http_get, penctl, start_backend, start_with_control
 
@@ -132,3 +133,51 @@ def test_the_cap_per_client_counts_open_connections(controller: Controller) -> N
     assert not state.over_client_cap("127.0.0.9")
     state.table.per_client["127.0.0.9"] = 1
     assert state.over_client_cap("127.0.0.9") and state.counters.client_capped == 1
+
+
+class Silent:
+    """A client connection as the table sees it, closed through the table."""
+
+    number: int
+    active: bool
+    quiet_since: float
+    opened: float
+
+    def __init__(self, state: State, client: str, sent: bool) -> None:
+        self.state, self.client, self.first_chunk = state, client, not sent
+        self.server_index = -1
+        self.closed = False
+
+    def status(self) -> tuple[int, int, int, int]:
+        return (-1, -1, 0, 0)
+
+    def connecting_now(self) -> bool:
+        return False
+
+    def closed_sides(self) -> tuple[bool, bool]:
+        return (False, False)
+
+    def close(self) -> None:
+        self.closed = True
+        self.state.table.remove(self)
+
+
+def test_first_byte_timeout_closes_only_silent_connections_and_only_at_the_cap(
+    controller: Controller,
+) -> None:
+    state = controller.state
+    controller.execute("conn_max 3")
+    controller.execute("first_byte_timeout 2")
+    silent = [Silent(state, "127.0.0.7", sent=False) for _ in range(2)]
+    talking = Silent(state, "127.0.0.8", sent=True)
+    for connection in silent:
+        state.table.add(connection, now=100.0)
+    state.tick(103.0)  # below the cap: nothing happens
+    assert not any(c.closed for c in silent)
+    state.table.add(talking, now=100.0)
+    state.tick(101.5)  # at the cap, but silent for less than 2 s
+    assert not any(c.closed for c in silent)
+    state.tick(102.0)
+    assert all(c.closed for c in silent) and not talking.closed
+    assert state.counters.first_byte_closed == 2
+    assert state.table.per_client == {"127.0.0.8": 1}
