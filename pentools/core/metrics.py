@@ -3,7 +3,8 @@
 How a daemon uses it::
 
     address = parse_metrics_address("9100")          # --metrics [HOST:]PORT
-    server = MetricsServer(address, [MyCollector(state)])
+    registry = new_registry([MyCollector(state)])
+    server = MetricsServer(address, registry)
     server.bind()                                     # before detaching: errors on the terminal
     ...                                               # fork, chroot, drop privileges
     server.serve()                                    # a thread answers the scrapes
@@ -17,10 +18,10 @@ ints and never touches a prometheus object.  ``collect()`` runs in the
 server's thread, so it only reads (ints and small objects are read whole
 under the GIL), never changes the daemon's state.
 
-Each server has its own `CollectorRegistry`: nothing goes into the process-wide
+Each daemon builds its own registry (`new_registry`): nothing goes into the process-wide
 default registry, so two daemons (or tests) in one process never see each
 other's metrics, and no Python process or GC metrics are mixed in.
-`counters_json` renders the same collectors as JSON, for the daemons' USR1
+`counters_json` renders the same registry as JSON, for the daemons' USR1
 reports and control ports: one set of numbers, two formats.
 """
 
@@ -103,9 +104,9 @@ class MetricsServer:
     `serve` starts the thread in the process that stays.
     """
 
-    def __init__(self, address: HostPort, collectors: Iterable[Collector]) -> None:
+    def __init__(self, address: HostPort, registry: CollectorRegistry) -> None:
         self.address = address
-        self.registry = new_registry(collectors)
+        self.registry = registry
         self._httpd: ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
 

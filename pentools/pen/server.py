@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from pentools.core.addresses import resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
-from pentools.core.metrics import MetricsServer
+from pentools.core.metrics import MetricsServer, new_registry
 from pentools.core.output import atomic_output
 from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
@@ -128,7 +128,7 @@ def run(config: PenConfig) -> None:
     )
     control = open_listener(config.control, "control port") if config.control else None
     collector = PenCollector()  # reads the state once serve() has made it
-    metrics = MetricsServer(config.metrics, [collector]) if config.metrics else None
+    metrics = MetricsServer(config.metrics, new_registry([collector])) if config.metrics else None
     if metrics is not None:
         metrics.bind()
     if not config.foreground:
