@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Processes, free_port
+from tests.conftest import Processes, free_port, run_tool
 from tests.core.test_metrics import proc_net_udp
 from tests.penlogd.live import (
     COMMON_TIME,
@@ -172,3 +173,41 @@ def proc_net_udp_of(pid: int, port: int) -> tuple[int, int]:
             if found is not None:
                 return found
     raise AssertionError(f"no UDP socket on port {port} in process {pid}")
+
+
+def test_a_busy_metrics_port_stops_the_start_on_the_terminal() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        metrics = holder.getsockname()[1]
+        udp = free_port("::", socket.SOCK_DGRAM)
+        result = run_tool("penlogd", "--metrics", str(metrics), str(udp))  # would detach
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"penlogd: cannot listen on 127.0.0.1:{metrics}: Address already in use\n".encode()
+    )
+
+
+def test_a_detached_penlogd_serves_metrics_as_nobody_in_a_jail(
+    tmp_path: Path, daemon_pidfiles: list[Path]
+) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    port, metrics = free_port("::", socket.SOCK_DGRAM), free_port()
+    pidfile = tmp_path / "d.pid"
+    daemon_pidfiles.append(pidfile)
+    args = ["-p", str(pidfile), "-l", str(tmp_path / "d.log"), "--metrics", str(metrics)]
+    if os.geteuid() == 0:
+        args += ["-j", str(jail), "-u", "nobody"]
+    started = run_tool("penlogd", *args, str(port), timeout=20)
+    assert started.returncode == 0, started.stderr
+    wait_until(pidfile.exists, what="the PID file")
+    with sender(WEB1) as web:
+        web.sendto(web_line("/detached", 1), ("127.0.0.1", port))
+    wait_until(lambda: scrape(f"127.0.0.1:{metrics}")["penlogd_datagrams_total"] == 1)
+    got = scrape(f"127.0.0.1:{metrics}")
+    assert got[f"penlogd_receive_drops_total{{address=[::]:{port}}}"] == 0  # no /proc needed
+    pid = int(pidfile.read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="the daemon to exit")
+    pidfile.unlink(missing_ok=True)  # outside the jail: nobody could not remove it
