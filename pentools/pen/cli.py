@@ -7,6 +7,7 @@ import click
 from pentools.core.addresses import parse_host_port
 from pentools.core.cli import run_command, version_option
 from pentools.core.errors import ConfigError
+from pentools.core.metrics import parse_metrics_address
 from pentools.pen import config as cfg
 
 _COMMANDS_HELP = "penctl command to run at start (repeatable), e.g. -o 'server 0 weight 2'."
@@ -198,6 +199,32 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
     show_default=True,
     help="Seconds open connections may finish after TERM.",
 )
+@click.option(
+    "--queue-at-conn-max",
+    is_flag=True,
+    help="At the -x cap, let new clients wait in the listen queue (up to about -t "
+    "seconds) instead of refusing them; plain TCP only.",
+)
+@click.option(
+    "--conn-max-per-client",
+    metavar="N",
+    type=click.IntRange(0),
+    default=0,
+    help="Refuse a client address's connections beyond N open ones (0: no cap).",
+)
+@click.option(
+    "--first-byte-timeout",
+    metavar="SECONDS",
+    type=click.IntRange(0),
+    default=0,
+    help="Once the -x cap is reached, close connections whose client has sent nothing "
+    "for SECONDS (0: never).",
+)
+@click.option(
+    "--metrics",
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (127.0.0.1 unless a host is given).",
+)
 @click.argument("listen", metavar="[HOST:]PORT|PATH")
 @click.argument("servers", nargs=-1, metavar="SERVER...")
 def command(**options: object) -> None:
@@ -220,6 +247,7 @@ def build_config(options: dict[str, object]) -> cfg.PenConfig:
     if emergency is not None:
         parse_host_port(str(emergency), default_port=listen.port or None)
     commands = (*options["options"], *options["more_options"])  # type: ignore[misc]
+    metrics = options["metrics"]
     _check_tls_options(options)
     return cfg.PenConfig(
         listen=listen,
@@ -262,6 +290,10 @@ def build_config(options: dict[str, object]) -> cfg.PenConfig:
         multi_accept=options["multi_accept"],  # type: ignore[arg-type]
         commands=tuple(str(c) for c in commands),
         drain_seconds=options["drain"],  # type: ignore[arg-type]
+        queue_at_conn_max=bool(options["queue_at_conn_max"]),
+        conn_max_per_client=options["conn_max_per_client"],  # type: ignore[arg-type]
+        first_byte_timeout=options["first_byte_timeout"],  # type: ignore[arg-type]
+        metrics=parse_metrics_address(str(metrics)) if metrics else None,
     )
 
 

@@ -69,6 +69,10 @@ class LogTarget:
     path: str | None = None
     address: HostPort | None = None
 
+    def __str__(self) -> str:
+        """As ``-l`` takes it (and ``write`` saves it)."""
+        return self.path if self.path is not None else str(self.address)
+
 
 @dataclass(frozen=True)
 class PenConfig:
@@ -114,6 +118,14 @@ class PenConfig:
     multi_accept: int = DEFAULT_MULTI_ACCEPT
     commands: tuple[str, ...] = field(default_factory=tuple)
     drain_seconds: float = 10.0
+    #: No lock-out (issue 14): at the -x cap new clients wait in the listen
+    #: queue; at most this many connections per client address (0: no cap);
+    #: at the cap, close connections that sent nothing for this long (0: never).
+    queue_at_conn_max: bool = False
+    conn_max_per_client: int = 0
+    first_byte_timeout: int = 0
+    #: ``--metrics``: where Prometheus scrapes pen's counters.
+    metrics: HostPort | None = None
 
 
 def _number(text: str, what: str) -> int:

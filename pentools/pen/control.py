@@ -9,28 +9,36 @@ is sans-IO (a command line in, reply text out) and is also what ``-F`` and
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pentools.core.addresses import address_family, normalize_ip, resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
 from pentools.pen.acl import list_number, parse_entry
-from pentools.pen.config import parse_listen
-from pentools.pen.proxy import client_of
+from pentools.pen.config import parse_listen, parse_log_target
+from pentools.pen.connection import client_of
+from pentools.pen.metrics import metrics_json
+from pentools.pen.state import State
 from pentools.pen.status import render_status
-
-if TYPE_CHECKING:
-    from pentools.pen.balancer import Balancer
 
 #: Longest command line accepted on the control port.
 _LINE_LIMIT = 4096
 
 _SWITCHES = ("hash", "roundrobin", "stubborn", "weight", "prio")
 #: The commands that take a ``no`` in front (besides the switches).
-_NEGATABLE = ("acl", "http", "log", "web_stats", "ascii", "tcp_nodelay", "source")
+_NEGATABLE = (
+    "acl",
+    "http",
+    "log",
+    "web_stats",
+    "ascii",
+    "tcp_nodelay",
+    "source",
+    "queue_at_conn_max",
+)
 _FASTCLOSE = ("off", "up", "down", "both")
 #: A connection's state in ``connection N``, as bits (the original's shape):
 #: 1 connecting to the server, 2 connected, 4 the server closed its side,
@@ -68,17 +76,17 @@ def _signed(text: str, what: str) -> int:
 
 
 class Controller:
-    """Executes penctl command lines against a running `Balancer`."""
+    """Executes penctl command lines against pen's running `State`."""
 
     def __init__(
         self,
-        balancer: Balancer,
+        state: State,
         *,
         request_exit: Callable[[], None] = lambda: None,
         write_webstats: Callable[[], None] = lambda: None,
         reopen: Callable[[str], str] | None = None,
     ) -> None:
-        self.balancer = balancer
+        self.state = state
         self.request_exit = request_exit
         self.write_webstats = write_webstats
         #: ``listen ADDRESS``: moves the listener, returns where it listens now
@@ -104,9 +112,9 @@ class Controller:
             return self._switch(name, not negate)
         if handler is None or (negate and name not in _NEGATABLE):
             raise CommandError(f"ignoring command starting with '{words[0]}'")
-        if negate:
-            return handler(*args, negate=True)  # type: ignore[no-any-return]
-        return handler(*args)  # type: ignore[no-any-return]
+        reply: str = handler(*args, negate=True) if negate else handler(*args)
+        self.state.refresh()  # a setting may decide whether relays look at the bytes
+        return reply
 
     def run_lines(self, lines: list[str], source: str) -> None:
         """Commands from -F or -o; raises on the first bad one, naming where it was."""
@@ -119,20 +127,20 @@ class Controller:
     # -- policy switches -----------------------------------------------------------
 
     def _switch(self, name: str, value: bool) -> str:
-        setattr(self.balancer.selector.policy, name, value)
+        setattr(self.state.selector.policy, name, value)
         return ""
 
     def _cmd_mode(self) -> str:
-        return self.balancer.selector.policy.mode() + "\n"
+        return self.state.selector.policy.mode() + "\n"
 
     def _cmd_http(self, *_: object, negate: bool = False) -> str:
-        self.balancer.http = not negate
+        self.state.settings.http = not negate
         return ""
 
     # -- numbers that may be read or set ----------------------------------------------
 
     def _cmd_blacklist(self, value: str | None = None) -> str:
-        policy = self.balancer.selector.policy
+        policy = self.state.selector.policy
         if value is None:
             return f"{int(policy.blacklist)}\n"
         policy.blacklist = _int(value, "blacklist time")
@@ -140,58 +148,74 @@ class Controller:
 
     def _cmd_timeout(self, value: str | None = None) -> str:
         if value is None:
-            return f"{self.balancer.timeout:g}\n"
-        self.balancer.timeout = _positive(value, "timeout")
+            return f"{self.state.settings.timeout:g}\n"
+        self.state.settings.timeout = _positive(value, "timeout")
         return ""
 
     def _cmd_tracking(self, value: str | None = None) -> str:
-        policy = self.balancer.selector.policy
+        policy = self.state.selector.policy
         if value is None:
             return f"{int(policy.tracking)}\n"
         policy.tracking = _int(value, "tracking time")
         return ""
 
     def _cmd_clients_max(self, value: str | None = None) -> str:
-        selector = self.balancer.selector
+        selector = self.state.selector
         if value is not None:
             selector.set_clients_max(_int(value, "clients_max"))
         return f"{selector.clients_max}\n"
 
     def _cmd_conn_max(self, value: str | None = None) -> str:
         if value is not None:
-            self.balancer.conn_max = _positive(value, "conn_max")
-        return f"{self.balancer.conn_max}\n"
+            self.state.settings.conn_max = _positive(value, "conn_max")
+        return f"{self.state.settings.conn_max}\n"
 
     def _cmd_pending_max(self, value: str | None = None) -> str:
         if value is None:  # the original answers nothing; the number is more use
-            return f"{self.balancer.pending_max}\n"
-        self.balancer.pending_max = _positive(value, "pending_max")
+            return f"{self.state.settings.pending_max}\n"
+        self.state.settings.pending_max = _positive(value, "pending_max")
         return ""
 
     def _cmd_idle_timeout(self, value: str | None = None) -> str:
         if value is not None:
-            self.balancer.set_idle_timeout(_int(value, "idle timeout"))
-        return f"Idle timeout: {self.balancer.idle_timeout} seconds\n"
+            self.state.settings.idle_timeout = _int(value, "idle timeout")
+        return f"Idle timeout: {self.state.settings.idle_timeout} seconds\n"
+
+    # -- no lock-out: what to do at the -x cap ---------------------------------------
+
+    def _cmd_queue_at_conn_max(self, *_: object, negate: bool = False) -> str:
+        self.state.settings.queue_at_conn_max = not negate
+        return ""
+
+    def _cmd_conn_max_per_client(self, value: str | None = None) -> str:
+        if value is not None:
+            self.state.settings.conn_max_per_client = _int(value, "conn_max_per_client")
+        return f"{self.state.settings.conn_max_per_client}\n"
+
+    def _cmd_first_byte_timeout(self, value: str | None = None) -> str:
+        if value is not None:
+            self.state.settings.first_byte_timeout = _int(value, "first_byte_timeout")
+        return f"{self.state.settings.first_byte_timeout}\n"
 
     def _cmd_tcp_fastclose(self, value: str | None = None) -> str:
         if value is None:
             return "do_cmd: ignoring tcp_fastclose without argument\n"
         if value not in _FASTCLOSE:
             raise CommandError(f"tcp_fastclose takes {'|'.join(_FASTCLOSE)}, not {value!r}")
-        self.balancer.fastclose = value
+        self.state.settings.fastclose = value
         return ""
 
     def _cmd_tcp_nodelay(self, *_: object, negate: bool = False) -> str:
-        self.balancer.tcp_nodelay = not negate  # for connections opened from now on
+        self.state.settings.tcp_nodelay = not negate  # for connections opened from now on
         return ""
 
     def _cmd_source(self, address: str | None = None, negate: bool = False) -> str:
-        balancer = self.balancer
+        state = self.state
         if negate:
-            balancer.source = None
+            state.settings.source = None
             return ""
         if address is None:
-            return f"{balancer.source}\n" if balancer.source else ""
+            return f"{state.settings.source}\n" if state.settings.source else ""
         ip = normalize_ip(address)
         if ip is None:
             raise CommandError(f"source must be an IP address, not {address!r}")
@@ -201,11 +225,11 @@ class Controller:
                 probe.bind((ip, 0))
             except OSError as exc:
                 raise CommandError(f"cannot connect from {ip}: {exc.strerror}") from None
-        balancer.source = ip
+        state.settings.source = ip
         return ""
 
     def _cmd_ascii(self, *_: object, negate: bool = False) -> str:
-        self.balancer.ascii_dumps = not negate
+        self.state.settings.ascii_dumps = not negate
         return ""
 
     def _cmd_epoll(self) -> str:
@@ -217,8 +241,8 @@ class Controller:
 
     def _cmd_debug(self, value: str | None = None) -> str:
         if value is None:
-            return f"{self.balancer.debug_level}\n"
-        self.balancer.debug_level = _int(value, "debug level")
+            return f"{self.state.settings.debug}\n"
+        self.state.settings.debug = _int(value, "debug level")
         return ""
 
     # -- access lists (pentools.pen.acl has the rules) ---------------------------------
@@ -226,7 +250,7 @@ class Controller:
     def _cmd_acl(self, number: str | None = None, *words: str, negate: bool = False) -> str:
         if number is None:
             raise CommandError("acl needs a list number (0 to 9)")
-        access = self.balancer.selector.access
+        access = self.state.selector.access
         if negate:
             if words:
                 raise CommandError("'no acl N' takes nothing after the list number")
@@ -236,13 +260,13 @@ class Controller:
         return ""
 
     def _cmd_client_acl(self, number: str | None = None) -> str:
-        access = self.balancer.selector.access
+        access = self.state.selector.access
         if number is not None:
             access.client = list_number(number)
         return f"{access.client}\n"
 
     def _cmd_control_acl(self, number: str | None = None) -> str:
-        access = self.balancer.selector.access
+        access = self.state.selector.access
         if number is not None:
             access.control = list_number(number)
         return f"{access.control}\n"
@@ -250,22 +274,22 @@ class Controller:
     # -- what pen is ---------------------------------------------------------------------
 
     def _cmd_pid(self) -> str:
-        return f"{self.balancer.pid()}\n"
+        return f"{os.getpid()}\n"
 
     def _cmd_listen(self, address: str | None = None) -> str:
         if address is None:
-            return f"{self.balancer.listen_description}\n"
+            return f"{self.state.listen_description}\n"
         if self.reopen is None:
             parse_listen(address)
             return ""
         return f"{self.reopen(address)}\n"
 
     def _cmd_control(self) -> str:
-        return f"{self.balancer.control_description}\n"
+        return f"{self.state.control_description}\n"
 
     def _cmd_servers(self) -> str:
         lines = []
-        for s in self.balancer.selector.servers:
+        for s in self.state.selector.servers:
             lines.append(
                 f"{s.index} addr {s.address} port {s.port} conn {s.conn} max {s.max_conn} "
                 f"hard {s.hard} weight {s.weight} prio {s.prio} sx {s.sent} rx {s.received}\n"
@@ -274,22 +298,26 @@ class Controller:
 
     def _cmd_recent(self, seconds: str | None = None) -> str:
         window = 300 if seconds is None else _int(seconds, "seconds")
-        now = self.balancer.loop.time()
+        now = self.state.clock()
         return "".join(
             f"{c.address} connects {c.connects} sx {c.sent} rx {c.received}\n"
-            for c in self.balancer.selector.recent(now, window)
+            for c in self.state.selector.recent(now, window)
         )
 
     def _cmd_status(self) -> str:
-        return render_status(self.balancer)
+        return render_status(self.state)
+
+    def _cmd_metrics(self) -> str:
+        """The counters of ``--metrics`` as one line of JSON (ours, not the original's)."""
+        return metrics_json(self.state) + "\n"
 
     # -- single connections -------------------------------------------------------------
 
     def _cmd_connection(self, text: str) -> str:
         number = _signed(text, "connection number")
-        if not 0 <= number < self.balancer.conn_max:
+        if not 0 <= number < self.state.settings.conn_max:
             return f"Connection {number} out of range\n"
-        connection = self.balancer.connections.get(number)
+        connection = self.state.connections.get(number)
         if connection is None:  # a free slot, as the original shows it
             return (
                 f"Connection {number}:\nstate = 0\ndownfd = -1, upfd = -1\n"
@@ -303,7 +331,7 @@ class Controller:
             state = _CONNECTED
             state |= _SERVER_CLOSED if server_closed else 0
             state |= _CLIENT_CLOSED if client_closed else 0
-        clients = list(self.balancer.selector.clients)  # the status page's client numbers
+        clients = list(self.state.selector.clients)  # the status page's client numbers
         client = clients.index(connection.client) if connection.client in clients else -1
         return (
             f"Connection {number}:\nstate = {state}\ndownfd = {down_fd}, upfd = {up_fd}\n"
@@ -316,7 +344,7 @@ class Controller:
         owner = next(
             (
                 number
-                for number, connection in self.balancer.connections.items()
+                for number, connection in self.state.connections.items()
                 if fd in connection.status()[:2]
             ),
             -1,
@@ -325,7 +353,7 @@ class Controller:
 
     def _cmd_close(self, text: str) -> str:
         number = _signed(text, "connection number")
-        connection = self.balancer.connections.get(number)
+        connection = self.state.connections.get(number)
         if connection is not None:
             connection.close()
         return f"Forcibly closing connection {number}\n"
@@ -334,25 +362,25 @@ class Controller:
 
     def _cmd_log(self, path: str | None = None, negate: bool = False) -> str:
         if negate:
-            self.balancer.set_log(None)
+            self.state.set_log(None)
             return ""
         if path is None:
-            target = self.balancer.log_target
+            target = self.state.log_target
             return f"{target}\n" if target else ""
-        self.balancer.set_log(path)
+        self.state.set_log(parse_log_target(path))
         return ""
 
     def _cmd_web_stats(self, path: str | None = None, negate: bool = False) -> str:
         if negate:
-            self.balancer.webstats = None
+            self.state.settings.webstats = None
             return ""
         if path is None:
-            return f"{self.balancer.webstats}\n" if self.balancer.webstats else ""
-        self.balancer.webstats = path
+            return f"{self.state.settings.webstats}\n" if self.state.settings.webstats else ""
+        self.state.settings.webstats = path
         return ""
 
     def _cmd_write(self, path: str | None = None) -> str:
-        target = path or self.balancer.config.cfgfile
+        target = path or self.state.config.cfgfile
         if not target:
             raise CommandError("write needs a file name (pen was started without -F)")
         try:
@@ -373,39 +401,43 @@ class Controller:
 
     def configuration(self) -> str:
         """The running configuration as penctl commands (what ``write`` saves)."""
-        balancer = self.balancer
-        policy = balancer.selector.policy
+        state = self.state
+        policy = state.selector.policy
         lines = [f"# Generated by pen {time.strftime('%Y-%m-%d %H:%M:%S')}"]
-        access = balancer.selector.access
+        access = state.selector.access
         lines.extend(access.commands())
 
         def flag(name: str, value: bool) -> None:
             lines.append(name if value else f"no {name}")
 
-        flag("ascii", balancer.ascii_dumps)
+        flag("ascii", state.settings.ascii_dumps)
         lines.append(f"blacklist {int(policy.blacklist)}")
         lines.append(f"client_acl {access.client}")
         lines.append(f"control_acl {access.control}")
-        lines.append(f"debug {balancer.debug_level}")
+        lines.append(f"debug {state.settings.debug}")
         flag("hash", policy.hash)
-        flag("http", balancer.http)
-        lines.append(f"log {shlex.quote(balancer.log_target)}" if balancer.log_target else "no log")
+        flag("http", state.settings.http)
+        target = state.log_target
+        lines.append(f"log {shlex.quote(str(target))}" if target else "no log")
         flag("roundrobin", policy.roundrobin)
-        for s in balancer.selector.servers:
+        for s in state.selector.servers:
             lines.append(
                 f"server {s.index} acl {s.acl} address {s.address} port {s.port} max {s.max_conn} "
                 f"hard {s.hard} weight {s.weight} prio {s.prio}"
             )
-        if balancer.source:
-            lines.append(f"source {balancer.source}")
+        if state.settings.source:
+            lines.append(f"source {state.settings.source}")
         flag("stubborn", policy.stubborn)
-        lines.append(f"idle_timeout {balancer.idle_timeout}")
-        lines.append(f"pending_max {balancer.pending_max}")
-        lines.append(f"tcp_fastclose {balancer.fastclose}")
-        flag("tcp_nodelay", balancer.tcp_nodelay)
-        lines.append(f"timeout {balancer.timeout:g}")
+        lines.append(f"idle_timeout {state.settings.idle_timeout}")
+        flag("queue_at_conn_max", state.settings.queue_at_conn_max)
+        lines.append(f"conn_max_per_client {state.settings.conn_max_per_client}")
+        lines.append(f"first_byte_timeout {state.settings.first_byte_timeout}")
+        lines.append(f"pending_max {state.settings.pending_max}")
+        lines.append(f"tcp_fastclose {state.settings.fastclose}")
+        flag("tcp_nodelay", state.settings.tcp_nodelay)
+        lines.append(f"timeout {state.settings.timeout:g}")
         lines.append(f"tracking {int(policy.tracking)}")
-        webstats = balancer.webstats
+        webstats = state.settings.webstats
         lines.append(f"web_stats {shlex.quote(webstats)}" if webstats else "no web_stats")
         flag("weight", policy.weight)
         flag("prio", policy.prio)
@@ -414,7 +446,7 @@ class Controller:
     # -- changing a server -----------------------------------------------------------------
 
     def _cmd_server(self, index_text: str, *settings: str) -> str:
-        selector = self.balancer.selector
+        selector = self.state.selector
         index = _int(index_text, "server number")
         if index >= len(selector.servers):
             raise CommandError(f"no server {index} (there are {len(selector.servers)})")
@@ -442,7 +474,7 @@ class Controller:
             elif keyword == "prio":
                 server.prio = _int(value, "prio")
             elif keyword == "blacklist":
-                selector.blacklist(index, _int(value, "blacklist"), self.balancer.loop.time())
+                selector.blacklist(index, _int(value, "blacklist"), self.state.clock())
             elif keyword == "acl":
                 server.acl = list_number(value)
             else:
@@ -450,7 +482,7 @@ class Controller:
         return ""
 
     def _cmd_exit(self) -> str:
-        if not self.balancer.config.allow_exit:
+        if not self.state.config.allow_exit:
             raise CommandError("ignoring command starting with 'exit' (start pen with -X)")
         self.request_exit()
         return ""
@@ -470,16 +502,16 @@ class ControlProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        balancer = self.controller.balancer
-        access = balancer.selector.access
+        state = self.controller.state
+        access = state.selector.access
         if not access.active:
             return
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):  # a Unix control socket has no address to check
             client = client_of(peer)
             if not access.permits_control(client):
-                balancer.control_denied += 1
-                balancer.debug(f"control connection from {client} denied by access list")
+                state.counters.control_denied += 1
+                state.debug(f"control connection from {client} denied by access list")
                 transport.close()
 
     def data_received(self, data: bytes) -> None:

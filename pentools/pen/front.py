@@ -1,7 +1,7 @@
 """pen's front: the listening socket and what serves it, reopened by ``listen ADDRESS``.
 
-The front is the plain relay (`pentools.pen.relay`), the TLS server
-(`pentools.pen.proxy`) or the UDP front (`pentools.pen.udp`).  Moving it
+The front is one of the transports of `pentools.pen.relays`: the plain
+epoll relay, the TLS server or the UDP front.  Moving it
 binds the new address first, so a refusal ("address in use", "permission
 denied" after ``-u``) is a reply on the control port while pen goes on
 listening where it was; the original exits then.  Open connections are
@@ -10,20 +10,24 @@ not touched (UDP sessions end: their replies came through the old socket).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import socket
 import ssl
 import stat
-import sys
 from collections.abc import Callable
 
 from pentools.core.addresses import address_family, resolve_host
 from pentools.core.errors import ListenError
-from pentools.pen.balancer import Balancer
 from pentools.pen.config import DEFAULT_BACKLOG, ListenSpec, PenConfig, parse_listen
-from pentools.pen.proxy import Downstream
-from pentools.pen.relay import RawRelay
+from pentools.pen.relays.epoll import RawRelay
+from pentools.pen.relays.tls import Downstream
+from pentools.pen.relays.udp import serve_udp
+from pentools.pen.state import State
+
+log = logging.getLogger("pentools.pen")
 
 
 def bind_listener(
@@ -89,12 +93,14 @@ class Front:
 
     def __init__(
         self,
-        balancer: Balancer,
+        state: State,
+        loop: asyncio.AbstractEventLoop,
         config: PenConfig,
         tls: ssl.SSLContext | None,
         sock: socket.socket,
     ) -> None:
-        self.balancer = balancer
+        self.state = state
+        self.loop = loop
         self.config = config
         self.tls = tls
         self.sock = sock
@@ -102,7 +108,7 @@ class Front:
         self.relay: RawRelay | None = None
         self.started = False
         self._stop_serving: Callable[[], None] = lambda: None
-        balancer.listen_description = describe(sock, self.spec)
+        state.listen_description = describe(sock, self.spec)
 
     async def start(self) -> None:
         """Serve the current socket."""
@@ -111,16 +117,14 @@ class Front:
 
     async def _serve(self, sock: socket.socket) -> Callable[[], None]:
         """Serve `sock`; returns what stops serving it (open connections go on)."""
-        balancer = self.balancer
+        state, loop = self.state, self.loop
         if self.config.udp:
-            from pentools.pen.udp import serve_udp
-
-            return await serve_udp(balancer, sock)
+            return await serve_udp(state, loop, sock)
         if self.tls is None:  # once: `reopen` hands the relay its next listener itself
-            self.relay = RawRelay(balancer, sock)
+            self.relay = RawRelay(state, loop, sock)
             return self.relay.stop
-        server = await balancer.loop.create_server(
-            lambda: Downstream(balancer), sock=sock, ssl=self.tls, backlog=self.config.backlog
+        server = await loop.create_server(
+            lambda: Downstream(state, loop), sock=sock, ssl=self.tls, backlog=self.config.backlog
         )
         return server.close
 
@@ -128,25 +132,25 @@ class Front:
         """``listen [ADDR:]PORT``: listen there instead; the new address."""
         spec = parse_listen(text)
         if spec == self.spec:  # -F reread on HUP: nothing moves
-            return self.balancer.listen_description
+            return self.state.listen_description
         sock = open_listener(
             spec, "listen address", udp=self.config.udp, backlog=self.config.backlog
         )
         old_sock, old_spec, stop_old = self.sock, self.spec, self._stop_serving
         self.sock, self.spec = sock, spec
-        self.balancer.listen_description = describe(sock, spec)
+        self.state.listen_description = describe(sock, spec)
         if not self.started:  # -F at start: the old socket was never served
             old_sock.close()
         elif self.tls is None and not self.config.udp:
             assert self.relay is not None
             self.relay.listen_on(sock)  # closes the old listener
         else:
-            self.balancer.loop.create_task(self._switch(stop_old))
+            self.loop.create_task(self._switch(stop_old))
         if old_spec.path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(old_spec.path)
-        self.balancer.debug(f"listening on {self.balancer.listen_description}")
-        return self.balancer.listen_description
+        self.state.debug(f"listening on {self.state.listen_description}")
+        return self.state.listen_description
 
     async def _switch(self, stop_old: Callable[[], None]) -> None:
         """TLS and UDP: serve the new socket, then stop serving the old one."""
@@ -154,7 +158,7 @@ class Front:
         try:
             stop_new = await self._serve(sock)
         except OSError as exc:
-            print(f"pen: cannot serve {self.balancer.listen_description}: {exc}", file=sys.stderr)
+            log.error("cannot serve %s: %s", self.state.listen_description, exc)
             return
         stop_old()
         if self.sock is sock:

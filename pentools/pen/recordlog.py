@@ -9,7 +9,6 @@ before pen waits for the network again.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from pentools.core.addresses import HostPort, address_family, resolve_host
 from pentools.core.errors import ConfigError
 from pentools.core.records import BalancerRecord
+from pentools.pen.config import LogTarget
 
 
 class FileSink:
@@ -28,6 +28,9 @@ class FileSink:
         self._call_soon = call_soon
         self._pending: list[bytes] = []
         self._fd = self._open()
+        #: Records written (the metrics); a file drops none: a write error is pen's error.
+        self.written = 0
+        self.dropped = 0
 
     def _open(self) -> int:
         try:
@@ -40,6 +43,7 @@ class FileSink:
         if not self._pending:
             self._call_soon(self.flush)
         self._pending.append(record.to_local())
+        self.written += 1
 
     def flush(self) -> None:
         if self._pending and self._fd >= 0:
@@ -69,13 +73,12 @@ class UdpSink:
     dropped: the balancer must not slow down for its log.
     """
 
-    def __init__(self, address: HostPort) -> None:
+    def __init__(self, address: HostPort, ip: str) -> None:
         self.description = str(address)
-        ip = resolve_host(address.host)[0]
-        family = address_family(ip)
-        self._socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._socket = socket.socket(address_family(ip), socket.SOCK_DGRAM)
         self._socket.setblocking(False)
         self._socket.connect((ip, address.port))
+        self.written = 0
         self.dropped = 0
 
     def write(self, record: BalancerRecord) -> None:
@@ -84,6 +87,8 @@ class UdpSink:
             self._socket.send(record.to_datagram())
         except OSError:
             self.dropped += 1
+        else:
+            self.written += 1
 
     def reopen(self) -> None:
         """Nothing to reopen: datagrams are sent as they come."""
@@ -92,12 +97,11 @@ class UdpSink:
         self._socket.close()
 
 
-def open_sink(target: str, loop: asyncio.AbstractEventLoop) -> FileSink | UdpSink:
-    """The sink for a ``-l`` value (see `pentools.pen.config.parse_log_target`)."""
-    from pentools.pen.config import parse_log_target
-
-    parsed = parse_log_target(target)
-    if parsed.address is not None:
-        return UdpSink(parsed.address)
-    assert parsed.path is not None
-    return FileSink(parsed.path, loop.call_soon)
+def open_sink(
+    target: LogTarget, call_soon: Callable[[Callable[[], None]], object]
+) -> FileSink | UdpSink:
+    """The sink for ``-l`` (or penctl ``log``): penlogd's address is resolved here, once."""
+    if target.address is not None:
+        return UdpSink(target.address, resolve_host(target.address.host)[0])
+    assert target.path is not None
+    return FileSink(target.path, call_soon)

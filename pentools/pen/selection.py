@@ -48,6 +48,9 @@ class Server:
     sent: int = 0
     received: int = 0
     blacklisted_until: float = 0.0
+    #: Connections given to this server since start, and those that it did not accept.
+    connections: int = 0
+    failures: int = 0
 
     def is_blacklisted(self, now: float) -> bool:
         return now < self.blacklisted_until
@@ -164,11 +167,11 @@ class Selector:
             excluded = excluded | denied
         choice = self._choose(client, now, excluded, denied)
         if choice is not None:
+            server = self.server(choice)
+            server.conn += 1
+            server.connections += 1
             if choice < len(self.servers):
-                self.servers[choice].conn += 1
                 self.last_used = choice
-            else:
-                self.server(choice).conn += 1
             self._remember(client, choice, now)
         return choice
 
@@ -269,6 +272,7 @@ class Selector:
         server = self.server(index)
         server.blacklisted_until = now + self.policy.blacklist
         server.conn = max(0, server.conn - 1)
+        server.failures += 1
 
     def blacklist(self, index: int, seconds: float, now: float) -> None:
         """penctl ``server N blacklist T``."""

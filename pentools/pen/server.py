@@ -8,21 +8,67 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Callable
 
+from pentools.core.addresses import resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
+from pentools.core.metrics import MetricsServer, new_registry
 from pentools.core.output import atomic_output
-from pentools.pen.balancer import Balancer
 from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.front import Front, describe, open_listener
+from pentools.pen.metrics import PenCollector
+from pentools.pen.recordlog import open_sink
+from pentools.pen.selection import Selector
+from pentools.pen.state import State
 from pentools.pen.status import render_status
-from pentools.pen.tls import server_context
+from pentools.pen.tlscontext import server_context
+
+log = logging.getLogger("pentools.pen")
+
+#: Seconds between two looks at the connection table (idle and silent connections).
+_TICK = 0.25
+
+
+def resolve_servers(config: PenConfig) -> dict[str, str]:
+    """Every server host of the config, resolved once at start (like the original)."""
+    hosts = [spec.host for spec in config.servers]
+    if config.emergency is not None:
+        hosts.append(config.emergency.host)
+    return {host: resolve_host(host)[0] for host in hosts}
+
+
+def build_state(
+    config: PenConfig,
+    loop: asyncio.AbstractEventLoop,
+    addresses: dict[str, str] | None = None,
+) -> State:
+    """pen's running state, its I/O bound to `loop`; `addresses` as `resolve_servers` gives."""
+    if addresses is None:
+        addresses = resolve_servers(config)
+    return State(
+        config,
+        Selector.from_config(config, addresses),
+        clock=loop.time,
+        open_log=lambda target: open_sink(target, loop.call_soon),
+        started=time.time(),
+    )
+
+
+def _log_to_stderr() -> None:
+    """pen's diagnostics (``pentools.pen``) as ``pen: message`` lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pen: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def _daemonize() -> None:
@@ -73,43 +119,53 @@ def run(config: PenConfig) -> None:
         raise ConfigError(
             str(config.control), "won't open a control port running as root; use -u USER"
         )
+    _log_to_stderr()
     tls = server_context(config)
-    _check_start_up(config)
+    addresses = resolve_servers(config)
+    _check_start_up(config, addresses)
     listener = open_listener(
         config.listen, "listen address", udp=config.udp, backlog=config.backlog
     )
     control = open_listener(config.control, "control port") if config.control else None
+    collector = PenCollector()  # reads the state once serve() has made it
+    metrics = MetricsServer(config.metrics, new_registry([collector])) if config.metrics else None
+    if metrics is not None:
+        metrics.bind()
     if not config.foreground:
         _daemonize()
     _drop_privileges(config)
     if config.pidfile:  # whole or not at all: a script may read it at any moment
         with atomic_output(config.pidfile) as out:
             out.write(f"{os.getpid()}\n".encode("ascii"))
+    if metrics is not None:
+        metrics.serve()  # a thread: started in the process that stays
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(config, listener, control, tls))
+            runner.run(serve(config, addresses, listener, control, tls, collector))
     finally:
+        if metrics is not None:
+            metrics.close()
         if config.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(config.pidfile)
 
 
-def _check_start_up(config: PenConfig) -> None:
-    """Resolve the servers, open the log and run -F and -o on a throw-away balancer.
+def _check_start_up(config: PenConfig, addresses: dict[str, str]) -> None:
+    """Open the log and run -F and -o on a throw-away state.
 
     Done before going to the background, so that a typo in any of them is a
     one-line error and a non-zero exit on the terminal, not a silent death.
     """
     loop = asyncio.new_event_loop()
     try:
-        balancer = Balancer(config, loop)
+        state = build_state(config, loop, addresses)
         try:
-            controller = Controller(balancer)
+            controller = Controller(state)
             if config.cfgfile:
                 controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
             controller.run_lines(list(config.commands), "-o")
         finally:
-            balancer.close()
+            state.close()
     finally:
         loop.close()
 
@@ -124,36 +180,35 @@ def _read_commands(path: str) -> list[str]:
 
 async def serve(
     config: PenConfig,
+    addresses: dict[str, str],
     listener: socket.socket,
     control: socket.socket | None,
     tls: ssl.SSLContext | None,
+    collector: PenCollector,
 ) -> None:
     """The event loop's part: serve until told to stop, then drain."""
     loop = asyncio.get_running_loop()
-    balancer = Balancer(config, loop)
-    front = Front(balancer, config, tls, listener)
+    state = build_state(config, loop, addresses)
+    collector.state = state
+    front = Front(state, loop, config, tls, listener)
     if control is not None:
-        balancer.control_description = describe(control, config.control)  # type: ignore[arg-type]
+        state.control_description = describe(control, config.control)  # type: ignore[arg-type]
     stop = asyncio.Event()
 
     def write_webstats() -> None:
-        if balancer.webstats:
+        path = state.settings.webstats
+        if path:
             try:
-                with open(balancer.webstats, "w", encoding="utf-8") as out:
-                    out.write(render_status(balancer))
+                with open(path, "w", encoding="utf-8") as out:
+                    out.write(render_status(state))
             except OSError as exc:
-                print(f"pen: cannot write {balancer.webstats}: {exc.strerror}", file=sys.stderr)
+                log.error("cannot write %s: %s", path, exc.strerror)
         else:
-            controller_text = controller.execute("servers")
-            print(
-                f"pen: {len(balancer.connections)} connections\n{controller_text}",
-                file=sys.stderr,
-                end="",
-                flush=True,
-            )
+            servers = controller.execute("servers").rstrip("\n")
+            log.info("%d connections\n%s", len(state.table), servers)
 
     controller = Controller(
-        balancer, request_exit=stop.set, write_webstats=write_webstats, reopen=front.reopen
+        state, request_exit=stop.set, write_webstats=write_webstats, reopen=front.reopen
     )
     if config.cfgfile:
         controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
@@ -161,11 +216,11 @@ async def serve(
 
     def reload() -> None:
         try:
-            balancer.reopen_log()
+            state.reopen_log()
             if config.cfgfile:
                 controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
         except (PentoolsError, OSError) as exc:
-            print(f"pen: HUP: {exc}", file=sys.stderr, flush=True)
+            log.error("HUP: %s", exc)
 
     for signum, handler in (
         (signal.SIGTERM, stop.set),
@@ -179,11 +234,39 @@ async def serve(
     control_server = None
     if control is not None:
         control_server = await loop.create_server(lambda: ControlProtocol(controller), sock=control)
-    balancer.debug(f"listening on {balancer.listen_description}")
+    state.debug(f"listening on {state.listen_description}")
+    ticker = _periodically(loop, _TICK, lambda: state.tick(loop.time()))
     await stop.wait()
     front.stop()
     if control_server is not None:
         control_server.close()
-    await balancer.drain(config.drain_seconds)
+    await _drain(state, config.drain_seconds)
+    ticker.cancel()
     front.close()
-    balancer.close()
+    state.close()
+
+
+def _periodically(
+    loop: asyncio.AbstractEventLoop, seconds: float, job: Callable[[], None]
+) -> asyncio.Task[None]:
+    """Run `job` every `seconds` until the task is cancelled."""
+
+    async def repeat() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            job()
+
+    return loop.create_task(repeat())
+
+
+async def _drain(state: State, seconds: float) -> None:
+    """TERM: wait up to `seconds` for open connections to finish, then cut the rest."""
+    table = state.table
+    if len(table):
+        drained = asyncio.Event()
+        table.when_empty = drained.set
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drained.wait(), seconds)
+        table.when_empty = None
+    for connection in list(table.connections.values()):
+        connection.close()

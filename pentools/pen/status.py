@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pentools.pen.balancer import Balancer
+from pentools.pen.state import State
 
 _HEAD_CELL = '<td bgcolor="#80f080">{}</td>\n'
 _TABLE = '<table bgcolor="#c0c0c0">\n'
@@ -25,15 +23,15 @@ def _heading(names: list[str]) -> str:
     return _row(list(names), _HEAD_CELL)
 
 
-def render_status(balancer: Balancer) -> str:
+def render_status(state: State) -> str:
     """The whole page, as the original lays it out."""
-    selector = balancer.selector
-    now = balancer.loop.time()
+    selector = state.selector
+    now = state.clock()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
     parts = [
         "<html>\n<head>\n<title>Pen status page</title>\n</head>\n",
         '<body bgcolor="#ffffff"><h1>Pen status page</h1>\n',
-        f"Time {stamp}, {len(selector.servers)} servers, {len(balancer.connections)} current<p>\n",
+        f"Time {stamp}, {len(selector.servers)} servers, {len(state.table)} current<p>\n",
         _TABLE,
         _heading(
             [
@@ -94,8 +92,8 @@ def render_status(balancer: Balancer) -> str:
         )
     parts.append("</table>\n")
     parts.append(
-        f"<h2>Active connections</h2>Number of connections: {balancer.conn_max} max, "
-        f"{len(balancer.connections)} used, {len(balancer.connections)} last<p>{_TABLE}"
+        f"<h2>Active connections</h2>Number of connections: {state.settings.conn_max} max, "
+        f"{len(state.table)} used, {len(state.table)} last<p>{_TABLE}"
     )
     parts.append(
         _heading(
@@ -110,7 +108,7 @@ def render_status(balancer: Balancer) -> str:
             ]
         )
     )
-    for index, connection in sorted(balancer.connections.items()):
+    for index, connection in sorted(state.connections.items()):
         down_fd, up_fd, to_client, to_server = connection.status()
         parts.append(
             _row(
@@ -126,18 +124,19 @@ def render_status(balancer: Balancer) -> str:
             )
         )
     parts.append("</table>\n")
-    parts.append(_access_lists(balancer))
+    parts.append(_access_lists(state))
     parts.append("</body>\n</html>\n")
     return "".join(parts)
 
 
-def _access_lists(balancer: Balancer) -> str:
+def _access_lists(state: State) -> str:
     """Our addition, after the original's tables (scrapers find those by their headers)."""
-    access = balancer.selector.access
+    access = state.selector.access
+    counters = state.counters
     parts = [
         f"<h2>Access lists</h2>Clients checked against list {access.client}, "
-        f"control port against list {access.control}; denied: {balancer.acl_denied} clients, "
-        f"{balancer.control_denied} control connections<p>\n{_TABLE}",
+        f"control port against list {access.control}; denied: {counters.acl_denied} clients, "
+        f"{counters.control_denied} control connections<p>\n{_TABLE}",
         _heading(["acl", "entry", "action", "source"]),
     ]
     parts.extend(_row(list(entry)) for entry in access.describe())

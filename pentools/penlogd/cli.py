@@ -7,23 +7,31 @@ import click
 from pentools.core.accesslog import LogFormat
 from pentools.core.addresses import parse_port, resolve_host
 from pentools.core.cli import log_format_option, run_command, version_option
+from pentools.core.errors import ConfigError
+from pentools.core.metrics import parse_metrics_address
 from pentools.penlogd.config import DEFAULT_RCVBUF, PenlogdConfig
 from pentools.penlogd.join import JoinConfig
 
 EPILOG = """\b
 Examples:
   penlogd -l /var/log/access_log -p /run/penlogd.pid 10000
+  penlogd -l access_log --metrics 9110 --tag web1=10.0.0.1 10000
   penlogd -f --balancer 10.0.0.5 -l access_log 10000     (under systemd)
   pen -l loghost:10000 80 10.0.0.1 10.0.0.2               (the balancer)
-  CustomLog "|penlog loghost 10000 10.0.0.1" common       (each web server)
+  CustomLog "|penlog loghost 10000 10.0.0.1" common       (each Apache)
+  access_log syslog:server=loghost:10000,tag=web1 combined; (each nginx)
 
 \b
 Signals: HUP closes and reopens the log (rotation: mv the log, then HUP);
 TERM and INT write what was received, remove the PID file and exit 0;
-USR1 writes the counters to stderr (syslog when detached).
+USR1 writes the counters to stderr (syslog when detached) and, with
+--stats-file, as JSON to that file.
 
-A datagram that starts with "+" is a balancer record; anything else is a web
-server's log line, and the web server is the datagram's source address.  Each
+A datagram that starts with "+" is a balancer record.  One that starts with
+a whole syslog header (RFC 3164 as nginx sends it, or RFC 5424) is a web line
+behind that header, never a record; its web server is the address --tag
+gives its tag, else its source address.  Anything else is a web server's log line (from penlog),
+and the web server is the datagram's source address.  Each
 line is written exactly once, its first field replaced by the client of the
 record with the same server and request nearest in arrival time; a record is
 used by one line only.  Lines that match nothing are written unchanged.
@@ -104,6 +112,24 @@ used by one line only.  Lines that match nothing are written unchanged.
     metavar="BYTES",
     help="Socket receive buffer asked for (-d shows what the kernel granted).",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="NAME=ADDR",
+    help="Syslog lines tagged NAME come from the web server pen knows as ADDR "
+    "(repeatable; default: the datagram's source address).",
+)
+@click.option(
+    "--metrics",
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (a bare port: 127.0.0.1).",
+)
+@click.option(
+    "--stats-file",
+    metavar="FILE",
+    help="On USR1 and at exit, replace FILE with the counters as one JSON object.",
+)
 @click.argument("port")
 def command(
     debug: int,
@@ -119,6 +145,9 @@ def command(
     window: float,
     wait: float,
     rcvbuf: int,
+    tags: tuple[str, ...],
+    metrics: str | None,
+    stats_file: str | None,
     port: str,
 ) -> None:
     """Join pen's records with the web servers' log lines, live, on UDP PORT.
@@ -140,12 +169,15 @@ def command(
         chroot=chroot,
         user=user,
         rcvbuf=rcvbuf,
+        metrics=None if metrics is None else parse_metrics_address(metrics),
+        stats_file=stats_file,
         join=JoinConfig(
             window=window,
             wait=wait,
             max_records=max_records,
             log_format=log_format,
             balancers=_balancers(balancers),
+            syslog_tags=dict(_tag(text) for text in tags),
         ),
     )
     run(config)
@@ -155,6 +187,14 @@ def _balancers(texts: tuple[str, ...]) -> frozenset[str] | None:
     if not texts:
         return None
     return frozenset(address for text in texts for address in resolve_host(text))
+
+
+def _tag(text: str) -> tuple[str, str]:
+    """``NAME=ADDRESS`` of --tag: the address as the records name the server."""
+    name, sep, address = text.partition("=")
+    if not sep or not name or not address:
+        raise ConfigError(text, "expected --tag NAME=ADDRESS")
+    return name, resolve_host(address)[0]
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pentools.core.addresses import HostPort
 from pentools.penlogd.join import JoinConfig
 
 #: Receive buffer asked for: 32 MiB holds about a second of datagrams at
@@ -24,4 +25,6 @@ class PenlogdConfig:
     chroot: str | None = None
     user: str | None = None
     rcvbuf: int = DEFAULT_RCVBUF
+    metrics: HostPort | None = None  # --metrics: serve /metrics here
+    stats_file: str | None = None  # --stats-file: the counters as JSON, on USR1 and at exit
     join: JoinConfig = field(default_factory=JoinConfig)

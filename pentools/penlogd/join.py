@@ -14,13 +14,15 @@ web lines (empty ones, bad or refused records) are dropped, and counted.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 from pentools.core.accesslog import AccessLine, LogFormat
 from pentools.core.addresses import normalize_ip
 from pentools.core.attribution import AttributionEngine
 from pentools.core.errors import RecordError
 from pentools.core.records import is_record_datagram, parse_datagram
+from pentools.penlogd.syslog import parse_syslog
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,9 @@ class JoinConfig:
     unmatched.  `max_records` bounds the records kept (memory), `max_waiting`
     the lines waiting.  `slack` widens the engine's learned band of
     record-to-line delays.  `balancers`: if set, records from other source
-    addresses are refused.
+    addresses are refused.  `syslog_tags` maps a syslog tag to the server
+    address pen knows that web server by (``--tag``); a syslog line with
+    another tag is the server of its source address.
     """
 
     window: float = 120.0
@@ -42,6 +46,7 @@ class JoinConfig:
     slack: float = 0.05
     log_format: str | None = None
     balancers: frozenset[str] | None = None
+    syslog_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,6 +145,9 @@ class LiveJoin:
             self._record(datagram, server, now)
         elif not datagram or datagram.isspace():
             self.counters.malformed += 1
+        elif datagram[:1] == b"<" and (syslog := parse_syslog(datagram)) is not None:
+            # nginx's access log: always a web line, never a record
+            self._line(syslog.message, self.config.syslog_tags.get(syslog.tag, server), now)
         else:
             self._line(datagram, server, now)
 

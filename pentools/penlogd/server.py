@@ -25,6 +25,7 @@ from pentools.core.errors import AddressError, ListenError, OutputFileError, Pen
 from pentools.penlogd import daemon
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
+from pentools.penlogd.metrics import PenlogdMetrics
 from pentools.penlogd.receiver import BatchReceiver
 
 log = logging.getLogger("penlogd")
@@ -134,18 +135,21 @@ class PenlogdServer:
         self.config = config
         self.join = LiveJoin(config.join)
         self.output = LogOutput(config.logfile)
-        self.sockets: list[socket.socket] = []
+        self.sockets: list[socket.socket] = []  # filled in place: the metrics read this list
+        self.metrics = PenlogdMetrics(self.join, self.sockets, config.metrics, config.stats_file)
 
     def start(self) -> None:
         """Bind the sockets and open the log: errors here are the user's to fix."""
-        self.sockets = open_sockets(self.config)
+        self.sockets[:] = open_sockets(self.config)
         try:
+            self.metrics.bind()
             self.output.open()
         except BaseException:
             self.close_sockets()
             raise
 
     def close_sockets(self) -> None:
+        self.metrics.close()
         for sock in self.sockets:
             sock.close()
 
@@ -172,6 +176,7 @@ class PenlogdServer:
             for stream, receiver in zip(streams, receivers, strict=True)
         ]
         ticker = asyncio.create_task(self._tick())
+        self.metrics.serve()
         await self._stopping.wait()
         ticker.cancel()
         # Nothing that reached us is lost: what the kernel still holds is read
@@ -187,6 +192,7 @@ class PenlogdServer:
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         self.output.close()
+        self.metrics.write_json()
         return self.join.sync_counters()
 
     async def _read(self, stream: DatagramStream, receiver: BatchReceiver) -> None:
@@ -244,6 +250,7 @@ class PenlogdServer:
 
     def _report(self) -> None:
         log.info("%s, waiting %d", self.join.sync_counters().summary(), self.join.waiting)
+        self.metrics.write_json()
 
 
 def _drain(receiver: BatchReceiver) -> Iterator[tuple[bytes, str]]:

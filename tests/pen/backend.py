@@ -42,7 +42,7 @@ async def handle(name: bytes, reader: asyncio.StreamReader, writer: asyncio.Stre
 
 async def main(host: str, port: int, name: str) -> None:
     server = await asyncio.start_server(
-        lambda r, w: handle(name.encode(), r, w), host, port, reuse_address=True
+        lambda r, w: handle(name.encode(), r, w), host, port, reuse_address=True, backlog=1024
     )
     print("ready", flush=True)
     async with server:

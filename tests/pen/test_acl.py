@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from pentools.pen.acl import AccessListError, AccessLists, list_number, parse_entry
-from pentools.pen.balancer import Balancer
 from pentools.pen.config import ListenSpec, PenConfig, ServerSpec
 from pentools.pen.control import CommandError, Controller
 from pentools.pen.selection import Policy, Selector, Server
+from pentools.pen.server import build_state
 
 
 def lists(*lines: str) -> AccessLists:
@@ -202,7 +202,7 @@ def controller() -> Iterator[Controller]:
         servers=(ServerSpec("127.0.0.2", 80), ServerSpec("127.0.0.3", 81)),
     )
     try:
-        yield Controller(Balancer(config, loop))
+        yield Controller(build_state(config, loop))
     finally:
         loop.close()
 
@@ -215,9 +215,9 @@ def test_acl_commands_replies_like_the_c_pen(controller: Controller) -> None:
     assert controller.execute("client_acl 1") == "1\n"  # the C pen replies when setting too
     assert controller.execute("control_acl 2") == "2\n"
     assert controller.execute("server 1 acl 1") == ""
-    access = controller.balancer.selector.access
+    access = controller.state.selector.access
     assert access.client == 1 and access.control == 2
-    assert controller.balancer.selector.servers[1].acl == 1
+    assert controller.state.selector.servers[1].acl == 1
     assert not access.permits_client("127.0.33.2")
     assert controller.execute("no acl 1") == ""
     assert access.permits_client("127.0.33.2") and not access.active
@@ -260,22 +260,22 @@ def test_write_saves_acls_and_reads_them_back(controller: Controller, tmp_path: 
     assert "no acl 3\nacl 3 permit 10.0.0.0 255.0.0.0\nno acl 4\n" in text
     assert "\nclient_acl 1\ncontrol_acl 3\n" in text
     assert "\nserver 1 acl 3 address 127.0.0.3 port 81 " in text
-    before = controller.balancer.selector.access.commands()
+    before = controller.state.selector.access.commands()
     for line in ("no acl 1", "no acl 3", "client_acl 0", "control_acl 0", "server 1 acl 0"):
         controller.execute(line)
     controller.execute(f"include {saved}")
     controller.execute(f"include {saved}")  # a reload (HUP) does not double the entries
-    access = controller.balancer.selector.access
+    access = controller.state.selector.access
     assert access.commands() == before
     assert (access.client, access.control) == (1, 3)
-    assert controller.balancer.selector.servers[1].acl == 3
+    assert controller.state.selector.servers[1].acl == 3
 
 
 def test_status_page_shows_lists_and_denials(controller: Controller) -> None:
     controller.execute("acl 2 deny 127.0.33.2")
     controller.execute("client_acl 2")
-    assert not controller.balancer.admits("127.0.33.2")
-    assert controller.balancer.admits("127.0.33.3")
+    assert not controller.state.admits("127.0.33.2")
+    assert controller.state.admits("127.0.33.3")
     page = controller.execute("status")
     assert "Clients checked against list 2, control port against list 0; denied: 1 clients" in page
     assert "<td>2</td>\n<td>0</td>\n<td>deny</td>\n<td>127.0.33.2/32</td>" in page

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pentools.pen.balancer import Balancer
 from pentools.pen.config import ListenSpec, PenConfig, ServerSpec
 from pentools.pen.control import CommandError, Controller
+from pentools.pen.server import build_state
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def controller() -> Iterator[Controller]:
         servers=(ServerSpec("127.0.0.2", 80), ServerSpec("127.0.0.3", 81, 10, 20, 3, 1)),
     )
     try:
-        yield Controller(Balancer(config, loop))
+        yield Controller(build_state(config, loop))
     finally:
         loop.close()
 
@@ -64,7 +64,7 @@ def test_server_changes(controller: Controller) -> None:
         "0 addr 127.0.0.9 port 8000 conn 0 max 5 hard 6 weight 2 prio 4 sx 0 rx 0"
     )
     controller.execute("server 1 blacklist 60")
-    assert controller.balancer.selector.servers[1].is_blacklisted(controller.balancer.loop.time())
+    assert controller.state.selector.servers[1].is_blacklisted(controller.state.clock())
     for bad in ("server 5 max 1", "server 0 max", "server 0 colour red", "server 0 port 0"):
         with pytest.raises(CommandError):
             controller.execute(bad)
@@ -108,7 +108,7 @@ def test_status_page_has_the_three_tables(controller: Controller) -> None:
 
 
 def test_connection_settings_and_write(controller: Controller, tmp_path: Path) -> None:
-    balancer = controller.balancer
+    state = controller.state
     assert controller.execute("idle_timeout 5") == "Idle timeout: 5 seconds\n"
     assert controller.execute("tcp_fastclose both") == ""
     assert controller.execute("no tcp_nodelay") == ""
@@ -135,9 +135,9 @@ def test_connection_settings_and_write(controller: Controller, tmp_path: Path) -
     controller.execute("tcp_nodelay")
     controller.execute("no ascii")
     controller.execute(f"include {saved}")
-    assert (balancer.idle_timeout, balancer.fastclose, balancer.pending_max) == (5, "both", 7)
-    assert not balancer.tcp_nodelay and balancer.ascii_dumps
-    balancer.set_idle_timeout(0)
+    settings = state.settings
+    assert (settings.idle_timeout, settings.fastclose, settings.pending_max) == (5, "both", 7)
+    assert not settings.tcp_nodelay and settings.ascii_dumps
 
 
 def test_connection_commands_without_connections(controller: Controller) -> None:
@@ -153,30 +153,30 @@ def test_connection_commands_without_connections(controller: Controller) -> None
 
 def test_plain_follows_log_http_and_debug(controller: Controller, tmp_path: Path) -> None:
     """The relay's short path is off whenever bytes must be looked at."""
-    balancer = controller.balancer
-    assert balancer.plain
+    state = controller.state
+    assert state.plain
     controller.execute("http")
-    assert not balancer.plain
+    assert not state.plain
     controller.execute("no http")
     controller.execute("debug 2")
-    assert not balancer.plain
+    assert not state.plain
     controller.execute("debug 1")
-    assert balancer.plain
+    assert state.plain
     controller.execute(f"log {tmp_path / 'pen.log'}")
-    assert not balancer.plain
+    assert not state.plain
     controller.execute("no log")
-    assert balancer.plain
+    assert state.plain
 
 
 def test_source_address(controller: Controller, tmp_path: Path) -> None:
-    balancer = controller.balancer
+    state = controller.state
     with pytest.raises(CommandError):
         controller.execute("source not-an-address")
     controller.execute("source 127.0.0.1")
-    assert balancer.source_for("10.0.0.1") == "127.0.0.1"
-    assert balancer.source_for("2001:db8::1") is None  # an IPv4 source cannot reach it
+    assert state.settings.source_for("10.0.0.1") == "127.0.0.1"
+    assert state.settings.source_for("2001:db8::1") is None  # an IPv4 source cannot reach it
     saved = tmp_path / "pen.cfg"
     controller.execute(f"write {saved}")
     assert "\nsource 127.0.0.1\n" in saved.read_text()
     controller.execute("no source")
-    assert controller.execute("source") == "" and balancer.source_for("10.0.0.1") is None
+    assert controller.execute("source") == "" and state.settings.source_for("10.0.0.1") is None

@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from pentools.core.addresses import address_family
-from pentools.core.records import BalancerRecord, request_key
-from pentools.pen.proxy import client_of
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from pentools.pen.balancer import Balancer
-    from pentools.pen.selection import Server
+from pentools.pen.connection import client_of, record_request
+from pentools.pen.selection import Server
+from pentools.pen.state import State
 
 #: Seconds without traffic after which a client's session ends.
 SESSION_IDLE = 30.0
@@ -35,7 +29,7 @@ class _Session(asyncio.DatagramProtocol):
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: list[bytes] = []
-        self.last_seen = front.balancer.loop.time()
+        self.last_seen = front.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -44,7 +38,7 @@ class _Session(asyncio.DatagramProtocol):
         self.pending.clear()
 
     def send(self, datagram: bytes) -> None:
-        self.last_seen = self.front.balancer.loop.time()
+        self.last_seen = self.front.loop.time()
         if self.transport is None:
             if len(self.pending) < _PENDING_LIMIT:
                 self.pending.append(datagram)
@@ -53,7 +47,7 @@ class _Session(asyncio.DatagramProtocol):
         self.server.sent += len(datagram)
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        self.last_seen = self.front.balancer.loop.time()
+        self.last_seen = self.front.loop.time()
         self.server.received += len(data)
         if self.front.transport is not None:
             self.front.transport.sendto(data, self.client)
@@ -65,8 +59,9 @@ class _Session(asyncio.DatagramProtocol):
 class _Front(asyncio.DatagramProtocol):
     """The listening socket: routes each client's datagrams to its session."""
 
-    def __init__(self, balancer: Balancer) -> None:
-        self.balancer = balancer
+    def __init__(self, state: State, loop: asyncio.AbstractEventLoop) -> None:
+        self.state = state
+        self.loop = loop
         self.transport: asyncio.DatagramTransport | None = None
         self.sessions: dict[tuple[str, int], _Session] = {}
 
@@ -82,34 +77,33 @@ class _Front(asyncio.DatagramProtocol):
         session.send(data)
 
     def open_session(self, addr: tuple[str, int], first: bytes) -> _Session | None:
-        balancer = self.balancer
-        if len(self.sessions) >= balancer.conn_max:
-            balancer.refused += 1
+        state = self.state
+        loop = self.loop
+        if len(self.sessions) >= state.settings.conn_max:
+            state.counters.refused += 1
             return None
         client = client_of(addr)
-        if not balancer.admits(client):
+        if not state.admits(client):
             return None  # the datagram is dropped; so is every one until the list changes
-        index = balancer.selector.choose(client, balancer.loop.time())
+        index = state.selector.choose(client, loop.time())
         if index is None:
-            balancer.no_server += 1
+            state.counters.no_server += 1
             return None
-        server = balancer.selector.server(index)
+        server = state.selector.server(index)
         session = _Session(self, addr, server)
         self.sessions[addr] = session
         family = address_family(server.address)
-        balancer.loop.create_task(
-            balancer.loop.create_datagram_endpoint(
+        loop.create_task(
+            loop.create_datagram_endpoint(
                 lambda: session, remote_addr=(server.address, server.port), family=family
             )
         )
-        if balancer.sink is not None:
-            balancer.sink.write(
-                BalancerRecord(client, server.address, request_key(first), time.time())
-            )
+        if state.sink is not None:
+            record_request(state.sink, client, server, first)
         return session
 
     def expire(self) -> None:
-        now = self.balancer.loop.time()
+        now = self.loop.time()
         for addr, session in list(self.sessions.items()):
             if now - session.last_seen > SESSION_IDLE:
                 self.close_session(addr)
@@ -118,7 +112,7 @@ class _Front(asyncio.DatagramProtocol):
         session = self.sessions.pop(addr)
         if session.transport is not None:
             session.transport.close()
-        self.balancer.selector.release(session.server.index)
+        self.state.selector.release(session.server.index)
 
     def close(self) -> None:
         for addr in list(self.sessions):
@@ -127,10 +121,11 @@ class _Front(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-async def serve_udp(balancer: Balancer, sock: socket.socket) -> Callable[[], None]:
+async def serve_udp(
+    state: State, loop: asyncio.AbstractEventLoop, sock: socket.socket
+) -> Callable[[], None]:
     """Serve UDP on the bound `sock`; returns the function that stops it."""
-    loop = balancer.loop
-    front = _Front(balancer)
+    front = _Front(state, loop)
     await loop.create_datagram_endpoint(lambda: front, sock=sock)
     timer: asyncio.TimerHandle | None = None
 

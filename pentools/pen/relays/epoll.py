@@ -7,7 +7,7 @@ create_connection coroutine with its futures.  For a new connection per
 request that was most of pen's CPU above the kernel's own work (issue 4).
 Here a connection is one object and two sockets; events come from one
 epoll set, itself watched by the event loop like any file descriptor, so
-the control port, signals, UDP and the TLS path (`pentools.pen.proxy`)
+the control port, signals, UDP and the TLS path (`pentools.pen.relays.tls`)
 keep working beside it.
 
 Flow control is the original pen's: while bytes for one side wait in pen's
@@ -27,18 +27,18 @@ from __future__ import annotations
 import _socket
 import asyncio
 import errno
+import logging
+import os
 import select
 import socket
-import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pentools.core.addresses import address_family
-from pentools.pen.proxy import ClientConnection, client_of
+from pentools.pen.connection import ClientConnection, client_of, dump
 from pentools.pen.proxyproto import proxy_header
+from pentools.pen.state import State
 
-if TYPE_CHECKING:
-    from pentools.pen.balancer import Balancer
+log = logging.getLogger("pentools.pen")
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
@@ -69,8 +69,11 @@ _VIEW = memoryview(bytearray(_CHUNK))
 class RawRelay:
     """The listener and every plain connection, driven by one epoll set."""
 
-    def __init__(self, balancer: Balancer, listener: socket.socket) -> None:
-        self.balancer = balancer
+    def __init__(
+        self, state: State, loop: asyncio.AbstractEventLoop, listener: socket.socket
+    ) -> None:
+        self.state = state
+        self.loop = loop
         self._adopt(listener)
         self.epoll = select.epoll()
         self.handlers: dict[int, Callable[[int], None]] = {}
@@ -81,11 +84,15 @@ class RawRelay:
         self.accepting = False
         #: Accepting stopped because `pending_max` connection attempts are under way.
         self.waiting_for_connects = False
+        #: Accepting stopped at the -x cap (``queue_at_conn_max``): clients wait
+        #: in the listen queue; the timer refuses them after -t seconds.
+        self.at_cap = False
+        self.cap_timer: asyncio.TimerHandle | None = None
         #: Backend connections being made and when they time out, oldest first;
         #: one timer for all of them instead of one per connection.
         self.connecting: dict[RawConnection, float] = {}
         self.timer: asyncio.TimerHandle | None = None
-        balancer.loop.add_reader(self.epoll.fileno(), self.dispatch)
+        loop.add_reader(self.epoll.fileno(), self.dispatch)
         self.start_accepting()
 
     # -- the epoll set -------------------------------------------------------------
@@ -115,7 +122,7 @@ class RawRelay:
                 return
 
     def report(self, exc: Exception, handler: Callable[[int], None]) -> None:
-        print(f"pen: relay error: {exc!r}", file=sys.stderr, flush=True)
+        log.error("relay error: %r", exc)
         owner = getattr(handler, "__self__", None)
         if isinstance(owner, RawConnection):
             owner.close()
@@ -137,12 +144,12 @@ class RawRelay:
     def connect_started(self, connection: RawConnection, deadline: float) -> None:
         self.connecting[connection] = deadline
         if self.timer is None:
-            self.timer = self.balancer.loop.call_at(deadline, self.expire)
+            self.timer = self.loop.call_at(deadline, self.expire)
 
     def connect_ended(self, connection: RawConnection) -> None:
         """A connection attempt is over (made, failed or given up): accept again if paused."""
         del self.connecting[connection]
-        if self.waiting_for_connects and len(self.connecting) < self.balancer.pending_max:
+        if self.waiting_for_connects and len(self.connecting) < self.state.settings.pending_max:
             self.waiting_for_connects = False
             self.start_accepting()
 
@@ -155,11 +162,11 @@ class RawRelay:
         """
         self.timer = None
         connecting = self.connecting
-        now = self.balancer.loop.time()
+        now = self.loop.time()
         expired = []
         for connection, deadline in connecting.items():
             if deadline > now:
-                self.timer = self.balancer.loop.call_at(deadline, self.expire)
+                self.timer = self.loop.call_at(deadline, self.expire)
                 break
             expired.append(connection)
         for connection in expired:
@@ -168,6 +175,8 @@ class RawRelay:
     # -- accepting -------------------------------------------------------------------
 
     def start_accepting(self) -> None:
+        if self.at_cap or self.waiting_for_connects:
+            return
         if not self.accepting and self.listener.fileno() >= 0:
             self.accepting = True
             self.watch(self.listener.fileno(), EPOLLIN, self.accept)
@@ -196,45 +205,107 @@ class RawRelay:
             self.epoll.unregister(fd)
 
     def accept(self, _events: int) -> None:
-        balancer = self.balancer
+        state = self.state
+        settings = state.settings
         accept = self.listener._accept  # type: ignore[attr-defined]
-        connections = balancer.connections
+        table = state.table
         family = self.family
-        access = balancer.selector.access
+        access = state.selector.access
         connecting = self.connecting
-        for _ in range(balancer.config.multi_accept):  # -m: a flood cannot starve the others
-            if len(connecting) >= balancer.pending_max:  # clients wait in the listen queue
+        for _ in range(state.config.multi_accept):  # -m: a flood cannot starve the others
+            if len(connecting) >= settings.pending_max:  # clients wait in the listen queue
                 self.waiting_for_connects = True
                 self.stop_accepting()
+                return
+            if settings.queue_at_conn_max and len(table) >= settings.conn_max:
+                self.wait_for_room()
                 return
             try:
                 fd, peer = accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
+                state.counters.accept_errors += 1
                 if exc.errno in _EXHAUSTED:
-                    balancer.debug(f"accept: {exc.strerror}; pausing for 0.1 s")
+                    state.debug(f"accept: {exc.strerror}; pausing for 0.1 s")
                     self.stop_accepting()
-                    balancer.loop.call_later(0.1, self.start_accepting)
+                    self.loop.call_later(0.1, self.start_accepting)
                     return
                 continue  # the client gave up already (ECONNABORTED and the like)
             sock = _NEW_SOCKET(family, _STREAM, 0, fd)
-            if len(connections) >= balancer.conn_max:
-                balancer.refused += 1
+            if len(table) >= settings.conn_max:
+                state.counters.refused += 1
                 sock.close()
                 continue
             client = client_of(peer)
-            if access.active and self.tcp and not balancer.admits(client):
+            if access.active and self.tcp and not state.admits(client):
                 sock.close()  # before a server is chosen: the client sees EOF
                 continue
+            if settings.conn_max_per_client and state.over_client_cap(client):
+                sock.close()
+                continue
             RawConnection(self, sock, peer, client)
+
+    # -- waiting at the cap ----------------------------------------------------------
+
+    def wait_for_room(self) -> None:
+        """At the -x cap (``queue_at_conn_max``): leave new clients in the listen queue."""
+        self.at_cap = True
+        self.stop_accepting()
+        self.state.table.when_removed = self.room_made
+        self.cap_timer = self.loop.call_later(self.state.settings.timeout, self.queue_expired)
+
+    def room_made(self) -> None:
+        """A connection closed: accept again if that made room (or the cap was lifted)."""
+        state = self.state
+        settings = state.settings
+        if settings.queue_at_conn_max and len(state.table) >= settings.conn_max:
+            return
+        state.table.when_removed = None
+        self.at_cap = False
+        if self.cap_timer is not None:
+            self.cap_timer.cancel()
+            self.cap_timer = None
+        self.start_accepting()
+
+    def queue_expired(self) -> None:
+        """Still at the cap after -t seconds: refuse the clients queued now.
+
+        So no client waits much longer than -t (two at most) in the queue;
+        without ``queue_at_conn_max`` they are refused at once.
+        """
+        self.cap_timer = None
+        self.room_made()
+        if not self.at_cap or self.listener.fileno() < 0:
+            return
+        accept = self.listener._accept  # type: ignore[attr-defined]
+        refused = 0
+        while True:
+            try:
+                fd, _peer = accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    break
+                continue
+            os.close(fd)
+            refused += 1
+        self.state.counters.refused += refused
+        self.state.debug(f"at the cap for {self.state.settings.timeout:g} s: {refused} refused")
+        self.cap_timer = self.loop.call_later(self.state.settings.timeout, self.queue_expired)
 
     def close(self) -> None:
         self.stop()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.balancer.loop.remove_reader(self.epoll.fileno())
+        if self.cap_timer is not None:
+            self.cap_timer.cancel()
+            self.cap_timer = None
+        if self.state.table.when_removed == self.room_made:
+            self.state.table.when_removed = None
+        self.loop.remove_reader(self.epoll.fileno())
         self.epoll.close()
 
 
@@ -261,9 +332,9 @@ class RawConnection(ClientConnection):
     )
 
     def __init__(self, relay: RawRelay, sock: _socket.socket, peer: object, client: str) -> None:
-        balancer = relay.balancer
+        state = relay.state
         self.relay = relay
-        self.balancer = balancer
+        self.state = state
         self.down = sock
         self.down_fd = sock.fileno()
         self.down_mask = -1  # not in the epoll set yet: read once the backend answers
@@ -282,8 +353,8 @@ class RawConnection(ClientConnection):
         self.http = False
         self.tried: list[int] = []
         self.server_index = -1
-        balancer.add_connection(self)
-        if relay.tcp and balancer.tcp_nodelay:
+        state.table.add(self, relay.loop.time())
+        if relay.tcp and state.settings.tcp_nodelay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connect()
 
@@ -291,32 +362,33 @@ class RawConnection(ClientConnection):
 
     def connect(self) -> None:
         """Choose a server (not one that failed already) and connect to it."""
-        balancer = self.balancer
-        selector = balancer.selector
-        now = balancer.loop.time()
+        state = self.state
+        settings = state.settings
+        selector = state.selector
+        now = self.relay.loop.time()
         index = selector.choose(self.client, now, self.tried)
         if index is None:
-            balancer.no_server += 1
+            state.counters.no_server += 1
             self.close()
             return
         self.server_index = index
         server = self.server = selector.server(index)
-        self.client_entry = selector.clients.get(self.client) or balancer.orphan_client
+        self.client_entry = selector.clients.get(self.client) or state.orphan_client
         address = server.address
         try:
             up = _NEW_SOCKET(address_family(address), _NONBLOCKING_STREAM)
         except OSError as exc:  # out of descriptors: pen's trouble, not the server's
-            balancer.debug(f"cannot open a socket to server {index}: {exc.strerror}")
+            state.debug(f"cannot open a socket to server {index}: {exc.strerror}")
             self.close()
             return
-        if balancer.tcp_nodelay:
+        if settings.tcp_nodelay:
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        source = balancer.source_for(address)
+        source = settings.source_for(address)
         if source is not None:
             try:
                 up.bind((source, 0))
             except OSError as exc:  # penctl checked it; the address went away since
-                balancer.debug(f"cannot connect from {source}: {exc.strerror}")
+                state.debug(f"cannot connect from {source}: {exc.strerror}")
                 up.close()
                 self.close()
                 return
@@ -327,7 +399,7 @@ class RawConnection(ClientConnection):
             self.connecting = True
             self.up_mask = EPOLLOUT
             self.relay.watch(self.up_fd, EPOLLOUT, self.on_up)
-            self.relay.connect_started(self, now + balancer.timeout)
+            self.relay.connect_started(self, now + settings.timeout)
         elif result == 0:
             self.up_mask = 0
             self.relay.watch(self.up_fd, 0, self.on_up)
@@ -337,12 +409,12 @@ class RawConnection(ClientConnection):
 
     def connect_failed(self) -> None:
         """Refused or timed out: blacklist the server and try another."""
-        balancer = self.balancer
+        state = self.state
         if self.connecting:
             self.connecting = False
             self.relay.connect_ended(self)
-        balancer.selector.connect_failed(self.server_index, balancer.loop.time())
-        balancer.debug(f"connect to server {self.server_index} failed: blacklisted")
+        state.selector.connect_failed(self.server_index, self.relay.loop.time())
+        state.debug(f"connect to server {self.server_index} failed: blacklisted")
         self.tried.append(self.server_index)
         self.server_index = -1
         self.relay.forget(self.up)  # type: ignore[arg-type]
@@ -351,10 +423,10 @@ class RawConnection(ClientConnection):
         self.connect()
 
     def connected(self) -> None:
-        balancer = self.balancer
-        if balancer.proxy_protocol:
+        version = self.state.settings.proxy_protocol
+        if version:
             down = self.down
-            self.send_up(proxy_header(balancer.proxy_protocol, self.peer, down.getsockname()))
+            self.send_up(proxy_header(version, self.peer, down.getsockname()))
         self.sync()
 
     # -- events ----------------------------------------------------------------------
@@ -365,7 +437,7 @@ class RawConnection(ClientConnection):
             and not self.first_chunk
             and not self.head
             and not self.to_up
-            and self.balancer.plain
+            and self.state.plain
         ):  # the common case, kept short: bytes from the client, nothing waiting
             try:
                 size = self.down.recv_into(_VIEW, _CHUNK, _RECV_FLAGS)
@@ -415,7 +487,7 @@ class RawConnection(ClientConnection):
             self.sync()
 
     def on_up(self, events: int) -> None:
-        if events == EPOLLIN and not self.to_down and not self.connecting and self.balancer.plain:
+        if events == EPOLLIN and not self.to_down and not self.connecting and self.state.plain:
             # the common case, kept short: bytes from the server, nothing waiting
             try:
                 size = self.up.recv_into(_VIEW, _CHUNK, _RECV_FLAGS)  # type: ignore[union-attr]
@@ -467,7 +539,7 @@ class RawConnection(ClientConnection):
                 size = len(data)
                 self.server.received += size
                 self.client_entry.received += size
-                self.balancer.dump(self, False, data)
+                dump(self.state, self, False, data)
                 self.send_down(data)
                 if events & EPOLLRDHUP and size < _CHUNK:
                     self.server_eof()
@@ -499,7 +571,7 @@ class RawConnection(ClientConnection):
 
     def client_eof(self) -> None:
         self.down_eof = True
-        if self.balancer.fastclose in ("down", "both"):
+        if self.state.settings.fastclose in ("down", "both"):
             self.up_eof = True  # tcp_fastclose: the client's close ends it all
         if self.head:  # the client gave up in the middle of a head: send what it sent
             head, self.head = self.head, b""
@@ -508,7 +580,7 @@ class RawConnection(ClientConnection):
 
     def server_eof(self) -> None:
         self.up_eof = True
-        if self.balancer.fastclose in ("up", "both"):
+        if self.state.settings.fastclose in ("up", "both"):
             self.down_eof = True  # tcp_fastclose: the server's close ends it all
         self.finish()
 
@@ -619,14 +691,14 @@ class RawConnection(ClientConnection):
         if self.closed:
             return
         self.closed = True
-        balancer = self.balancer
+        state = self.state
         if self.connecting:
             self.connecting = False
             self.relay.connect_ended(self)
         if self.server_index >= 0:
-            balancer.selector.release(self.server_index)
+            state.selector.release(self.server_index)
         relay = self.relay
         relay.forget(self.down)
         if self.up is not None:
             relay.forget(self.up)
-        balancer.remove_connection(self)
+        state.table.remove(self)

@@ -1,39 +1,28 @@
-"""The TCP relay: asyncio Protocols, transport to transport, with flow control.
+"""The TLS transport: asyncio Protocols, transport to transport, with flow control.
 
+pen terminates TLS here (the plain path is `pentools.pen.relays.epoll`).
 One `Downstream` per client connection and one `Upstream` per backend
 connection.  Data is written straight from one transport to the other; when
 a side's write buffer passes its high-water mark the other side stops
 reading (``pause_reading``) until it drains, so a slow peer never makes pen
 buffer without bound.  Client bytes that arrive while the backend connection
 is still being made wait in a short list.  Selection, records and counters
-are the sans-IO classes'; this module only moves bytes.
+are the sans-IO modules' (`pentools.pen.connection`); this one only moves bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pentools.core.addresses import normalize_ip
-from pentools.core.records import BalancerRecord, request_key
-from pentools.pen.httpheaders import add_forwarded_for, header_block_complete
+from pentools.pen.connection import ClientConnection, client_of, dump
 from pentools.pen.proxyproto import proxy_header
-
-if TYPE_CHECKING:
-    from pentools.pen.balancer import Balancer
-    from pentools.pen.selection import Client, Server
-
-#: A chunk that starts like an HTTP request line begins a new request (keep-alive);
-#: any other chunk after the first of a connection is a body or a continuation.
-_REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{1,19} (?:/|\*|[a-zA-Z][a-zA-Z0-9+.-]*://|[^ /]+:\d)")
+from pentools.pen.selection import Client, Server
+from pentools.pen.state import State
 
 #: Client bytes buffered while the backend connection is made, before pausing.
 _PENDING_LIMIT = 256 * 1024
-#: Largest request head that -H waits for before giving up on rewriting it.
-_HEAD_LIMIT = 64 * 1024
 
 
 def _fd(transport: asyncio.BaseTransport) -> int:
@@ -72,7 +61,7 @@ class Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         down = self.down
         down.active = True
-        down.balancer.dump(down, False, data)
+        dump(down.state, down, False, data)
         down.transport.write(data)
         size = len(data)
         down.server.received += size
@@ -91,111 +80,6 @@ class Upstream(asyncio.Protocol):
         self.down.resume_client()
 
 
-def client_of(peer: object) -> str:
-    """The client's address as pen shows and tracks it, from a peer address
-    (IPv4-mapped IPv6 made IPv4; a Unix socket's client is 0.0.0.0)."""
-    if isinstance(peer, tuple):
-        host: str = peer[0]
-        # what an IPv4 socket reports is canonical already: skip the parse
-        return host if "." in host and ":" not in host else normalize_ip(host) or host
-    return "0.0.0.0"
-
-
-class ClientConnection:
-    """What every relay does with client bytes: record request starts, rewrite for -H.
-
-    `Downstream` (asyncio transports, used with TLS) and
-    `pentools.pen.relay.RawConnection` (raw sockets, the plain path) both
-    relay through `forward`; they provide `send_up` and `upstream_port`.
-    """
-
-    __slots__ = (
-        "active",
-        "balancer",
-        "client",
-        "client_entry",
-        "first_chunk",
-        "head",
-        "http",
-        "number",
-        "quiet_since",
-        "server",
-        "server_index",
-        "tried",
-    )
-
-    balancer: Balancer
-    client: str
-    client_entry: Client
-    first_chunk: bool
-    head: bytes
-    http: bool
-    server: Server
-    server_index: int
-    tried: list[int]
-    #: Set by `Balancer.add_connection`: the connection's number, whether a
-    #: byte was read since the last idle check, and since when it is quiet.
-    number: int
-    active: bool
-    quiet_since: float
-
-    def send_up(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def upstream_port(self) -> int | None:
-        raise NotImplementedError
-
-    def status(self) -> tuple[int, int, int, int]:
-        """Client fd, backend fd, bytes waiting for the client and for the backend."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Close both sides and give back the server slot."""
-        raise NotImplementedError
-
-    def connecting_now(self) -> bool:
-        """Whether the backend connection is still being made."""
-        raise NotImplementedError
-
-    def closed_sides(self) -> tuple[bool, bool]:
-        """Whether the server and the client have closed their sides."""
-        raise NotImplementedError
-
-    def forward(self, data: bytes) -> None:
-        """Send client bytes upstream, recording (and for -H rewriting) request starts."""
-        balancer = self.balancer
-        if self.head:
-            data = self.head + data
-            self.head = b""
-            starts_request = True
-        elif self.first_chunk:
-            self.first_chunk = False
-            self.http = _REQUEST_START.match(data) is not None
-            starts_request = True
-        else:
-            starts_request = self.http and _REQUEST_START.match(data) is not None
-        if starts_request:
-            if balancer.http and self.http:
-                if not header_block_complete(data) and len(data) < _HEAD_LIMIT:
-                    self.head = data  # wait for the rest of the head before rewriting it
-                    return
-                data = add_forwarded_for(data, self.client, replace=balancer.xff_replace)
-            if balancer.sink is not None:
-                self.record(data)
-        size = len(data)
-        self.server.sent += size
-        self.client_entry.sent += size
-        balancer.dump(self, True, data)
-        self.send_up(data)
-
-    def record(self, data: bytes) -> None:
-        balancer = self.balancer
-        record = BalancerRecord(self.client, self.server.address, request_key(data), time.time())
-        if balancer.log_upstream_port:
-            record.upstream_port = self.upstream_port()
-        balancer.sink.write(record)  # type: ignore[union-attr]
-
-
 class Downstream(ClientConnection, asyncio.Protocol):
     """A client's connection over asyncio transports (TLS): chooses, connects, relays."""
 
@@ -203,6 +87,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
         "client_done",
         "closed",
         "connect_task",
+        "loop",
         "paused",
         "pending",
         "pending_size",
@@ -211,8 +96,9 @@ class Downstream(ClientConnection, asyncio.Protocol):
         "up",
     )
 
-    def __init__(self, balancer: Balancer) -> None:
-        self.balancer = balancer
+    def __init__(self, state: State, loop: asyncio.AbstractEventLoop) -> None:
+        self.state = state
+        self.loop = loop
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.up: asyncio.Transport | None = None
         self.pending: list[bytes] = []
@@ -235,38 +121,43 @@ class Downstream(ClientConnection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        balancer = self.balancer
-        if len(balancer.connections) >= balancer.conn_max:
-            balancer.refused += 1
+        state = self.state
+        settings = state.settings
+        if len(state.table) >= settings.conn_max:
+            state.counters.refused += 1
             transport.abort()  # type: ignore[attr-defined]
             self.closed = True
             return
-        balancer.add_connection(self)
-        if not balancer.tcp_nodelay:
-            _nagle_on(transport)
         peer = transport.get_extra_info("peername")
         self.client = client_of(peer)
+        if state.over_client_cap(self.client):
+            transport.abort()  # type: ignore[attr-defined]
+            self.closed = True
+            return
+        state.table.add(self, self.loop.time())
+        if not settings.tcp_nodelay:
+            _nagle_on(transport)
         # asyncio hands the connection over only after the TLS handshake:
         # the earliest point this path can check the client's address
-        access_checked = balancer.selector.access.active and isinstance(peer, tuple)
-        if access_checked and not balancer.admits(self.client):
+        access_checked = state.selector.access.active and isinstance(peer, tuple)
+        if access_checked and not state.admits(self.client):
             self.close()
             return
         self.connect()
 
     def connect(self) -> None:
         """Choose a server (not one that failed already) and connect to it."""
-        balancer = self.balancer
-        loop = balancer.loop
-        index = balancer.selector.choose(self.client, loop.time(), self.tried)
+        state = self.state
+        loop = self.loop
+        index = state.selector.choose(self.client, loop.time(), self.tried)
         if index is None:
-            balancer.no_server += 1
+            state.counters.no_server += 1
             self.close()
             return
         self.server_index = index
-        self.server = balancer.selector.server(index)
-        self.client_entry = balancer.selector.clients.get(self.client) or balancer.orphan_client
-        source = balancer.source_for(self.server.address)
+        self.server = state.selector.server(index)
+        self.client_entry = state.selector.clients.get(self.client) or state.orphan_client
+        source = state.settings.source_for(self.server.address)
         task = loop.create_task(
             loop.create_connection(
                 lambda: Upstream(self),
@@ -275,7 +166,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
                 local_addr=(source, 0) if source else None,
             )
         )
-        timer = loop.call_later(balancer.timeout, task.cancel)
+        timer = loop.call_later(state.settings.timeout, task.cancel)
         task.add_done_callback(lambda done: self.connected(done, timer))
         self.connect_task = task
 
@@ -285,29 +176,30 @@ class Downstream(ClientConnection, asyncio.Protocol):
         self.connect_task = None
         failed = task.cancelled() or task.exception() is not None
         transport: asyncio.Transport | None = None if failed else task.result()[0]
-        balancer = self.balancer
+        state = self.state
+        settings = state.settings
         if transport is None:
             if self.closed:
-                balancer.selector.release(self.server_index)
+                state.selector.release(self.server_index)
                 return
-            balancer.selector.connect_failed(self.server_index, balancer.loop.time())
-            balancer.debug(f"connect to server {self.server_index} failed: blacklisted")
+            state.selector.connect_failed(self.server_index, self.loop.time())
+            state.debug(f"connect to server {self.server_index} failed: blacklisted")
             self.tried.append(self.server_index)
             self.server_index = -1
             self.connect()
             return
         if self.closed:
             transport.abort()
-            balancer.selector.release(self.server_index)
+            state.selector.release(self.server_index)
             return
         self.up = transport
-        if not balancer.tcp_nodelay:
+        if not settings.tcp_nodelay:
             _nagle_on(transport)
-        if balancer.proxy_protocol:
+        if settings.proxy_protocol:
             client = self.transport
             transport.write(
                 proxy_header(
-                    balancer.proxy_protocol,
+                    settings.proxy_protocol,
                     client.get_extra_info("peername"),
                     client.get_extra_info("sockname"),
                 )
@@ -330,8 +222,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
             if self.pending_size > _PENDING_LIMIT:
                 self.pause_client()
             return
-        balancer = self.balancer
-        if self.first_chunk or not balancer.plain or self.head:
+        if self.first_chunk or not self.state.plain or self.head:
             self.forward(data)
             return
         # the fast path: nothing to record or rewrite, just relay and count
@@ -364,7 +255,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.client_done = True
-        if self.balancer.fastclose in ("down", "both"):
+        if self.state.settings.fastclose in ("down", "both"):
             self.close()  # tcp_fastclose: the client's close ends it all
             return False
         if self.up is not None:
@@ -399,7 +290,7 @@ class Downstream(ClientConnection, asyncio.Protocol):
 
     def upstream_eof(self) -> bool:
         self.server_done = True
-        fastclose = self.balancer.fastclose in ("up", "both")
+        fastclose = self.state.settings.fastclose in ("up", "both")
         if fastclose or self.client_done or not self.transport.can_write_eof():
             self.close()
             return False
@@ -427,12 +318,12 @@ class Downstream(ClientConnection, asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        balancer = self.balancer
+        state = self.state
         if self.connect_task is not None:
             self.connect_task.cancel()  # connected() gives the server slot back
         elif self.server_index >= 0:
-            balancer.selector.release(self.server_index)
+            state.selector.release(self.server_index)
         self.transport.close()
         if self.up is not None:
             self.up.close()
-        balancer.remove_connection(self)
+        state.table.remove(self)

@@ -7,13 +7,15 @@ is a one-line error naming the file or the option.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import ssl
-import sys
 
 from pentools.core.errors import ConfigError
 from pentools.pen.config import TLS_PROTOCOLS, PenConfig
+
+log = logging.getLogger("pentools.pen")
 
 #: Hashed CA file names in a -A directory: 8 hex digits, a dot, a number (.r0 are CRLs).
 _HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
@@ -130,4 +132,4 @@ def _reason(exc: OSError) -> str:
 
 
 def _warn(text: str) -> None:
-    print(f"pen: {text}", file=sys.stderr, flush=True)
+    log.warning("%s", text)
