@@ -28,6 +28,7 @@ reports and control ports: one set of numbers, two formats.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import struct
 import threading
@@ -156,13 +157,15 @@ def counters_json(registry: CollectorRegistry) -> dict[str, Any]:
 
     A sample without labels is a number; a labelled one nests by its label
     values in label order: ``{"penlogd_lines_total": {"exact": 3, ...}}``.
+    A value that is not finite (a gauge's NaN) is kept as a float, which
+    `json.dumps` writes as ``NaN``.
     """
     result: dict[str, Any] = {}
     for family in registry.collect():
         for sample in family.samples:
             value: int | float = sample.value
-            if value == int(value):
-                value = int(value)
+            if math.isfinite(value) and value == int(value):
+                value = int(value)  # counters are whole: 3, not 3.0
             if not sample.labels:
                 result[sample.name] = value
                 continue

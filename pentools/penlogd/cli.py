@@ -30,11 +30,12 @@ USR1 writes the counters to stderr (syslog when detached) and, with
 A datagram that starts with "+" is a balancer record.  One that starts with
 a whole syslog header (RFC 3164 as nginx sends it, or RFC 5424) is a web line
 behind that header, never a record; its web server is the address --tag
-gives its tag, else its source address.  Anything else is a web server's log line (from penlog),
-and the web server is the datagram's source address.  Each
-line is written exactly once, its first field replaced by the client of the
-record with the same server and request nearest in arrival time; a record is
-used by one line only.  Lines that match nothing are written unchanged.
+gives its tag, else its source address.  Anything else is a web server's log
+line (from penlog), and the web server is the datagram's source address.
+Each line is written exactly once, its first field replaced by the client of
+the record with the same server and request nearest in arrival time; a
+record is used by one line only.  Lines that match nothing are written
+unchanged.
 """
 
 

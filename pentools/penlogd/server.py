@@ -159,6 +159,8 @@ class PenlogdServer:
             host, port = sock.getsockname()[:2]
             granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             parts.append(f"{format_host_port(host, port)} (receive buffer {granted} bytes)")
+        if self.metrics.server is not None:
+            parts.append(f"metrics at http://{self.metrics.server.listening}/metrics")
         return "listening on " + ", ".join(parts)
 
     async def serve(self) -> JoinCounters:

@@ -29,20 +29,20 @@ _BSD_TIME = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 1-3][0-9] \
 #: space keeps ``2001:db8::1 web1: ...``, a host, from reading as a tag).
 _BSD_TAG = rb"(?P<tag>[A-Za-z0-9_./-]{1,48})(?:\[\d{1,10}\])?: "
 
-#: One table: each format and why it is there.  Tried in order; the first
-#: whose header matches whole wins.
+#: One table: each format and why it is there.  The first whose header
+#: matches whole wins.  The two RFC 3164 forms exclude each other: the first
+#: field is the tag if it ends in ":", which a host name never does.
 FORMATS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
-    # nginx with `nohostname` (and syslog over a local socket):
-    #   <190>Dec  5 08:11:50 web2: 127.0.0.1 - - [...] "GET / HTTP/1.1" ...
-    # Tried first: its first field is the tag and ends in ": ", which a host
-    # name (the first field of the next form) never does.
-    ("rfc3164-nohostname", re.compile(_PRI + _BSD_TIME + rb" " + _BSD_TAG)),
-    # nginx by default, logger --rfc3164, most network syslog senders:
-    #   <190>Dec  5 08:11:50 vm web1: 127.0.0.1 - - [...] ...
+    # nginx by default, logger --rfc3164, most network syslog senders (first:
+    # the most common):
+    #   <190>Dec  5 08:11:50 vm web1: 127.0.0.1 - - [...] "GET / HTTP/1.1" ...
     (
         "rfc3164",
         re.compile(_PRI + _BSD_TIME + rb" (?P<host>[!-~]{0,254}[!-9;-~]) " + _BSD_TAG),
     ),
+    # nginx with `nohostname` (and syslog over a local socket):
+    #   <190>Dec  5 08:11:50 web2: 127.0.0.1 - - [...] ...
+    ("rfc3164-nohostname", re.compile(_PRI + _BSD_TIME + rb" " + _BSD_TAG)),
     # RFC 5424 (rsyslog forwarding, logger --rfc5424): version 1, time,
     # host, APP-NAME (the tag), PROCID, MSGID, structured data ("-" or
     # [elements], whose quoted values may hold an escaped "]"), then the
@@ -61,7 +61,7 @@ FORMATS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SyslogMessage:
     """A datagram's syslog header, taken apart: who sent it and the log line."""
 
@@ -78,12 +78,11 @@ def parse_syslog(datagram: bytes) -> SyslogMessage | None:
     for name, pattern in FORMATS:
         header = pattern.match(datagram)
         if header is not None:
-            groups = header.groupdict()
-            host = groups.get("host")
+            host = header["host"] if "host" in pattern.groupindex else None
             return SyslogMessage(
-                format=name,
-                tag=groups["tag"].decode("ascii"),
-                host=None if host is None else host.decode("ascii"),
-                message=datagram[header.end() :],
+                name,
+                header["tag"].decode("ascii"),
+                None if host is None else host.decode("ascii"),
+                datagram[header.end() :],
             )
     return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pentools.penlogd.join import JoinConfig, LiveJoin
 from pentools.penlogd.syslog import parse_syslog
@@ -77,6 +79,23 @@ def test_other_valid_headers(datagram: bytes, tag: str, message: bytes) -> None:
 )
 def test_anything_without_a_whole_header_is_not_syslog(datagram: bytes) -> None:
     assert parse_syslog(datagram) is None
+
+
+@given(
+    message=st.binary(max_size=300),
+    tag=st.from_regex(r"[A-Za-z0-9_]{1,32}", fullmatch=True),
+    host=st.one_of(st.none(), st.from_regex(r"[a-z0-9.-]{0,20}[a-z0-9]", fullmatch=True)),
+    priority=st.integers(0, 191),
+    day=st.integers(1, 31),
+)
+def test_any_message_behind_an_nginx_header_comes_back_whole(
+    message: bytes, tag: str, host: str | None, priority: int, day: int
+) -> None:
+    hostname = "" if host is None else f"{host} "
+    header = f"<{priority}>Jan {day:2d} 23:59:59 {hostname}{tag}: ".encode()
+    parsed = parse_syslog(header + message)
+    assert parsed is not None
+    assert (parsed.tag, parsed.host, parsed.message) == (tag, host, message)
 
 
 WEB1, WEB2, PEN, NGINX_HOST = "127.0.0.11", "127.0.0.12", "127.0.0.1", "127.0.0.1"
