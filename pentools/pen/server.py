@@ -1,13 +1,9 @@
-"""pen's process: open the sockets, go to the background, run the loop, obey signals.
-
-Sockets are bound before daemonizing, chroot and setuid, so that "address
-in use" or "permission denied" reach the terminal with a non-zero exit.
-"""
+"""pen's process: open the sockets, go to the background, run the loop, obey signals."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import signal
 import socket
@@ -15,48 +11,14 @@ import ssl
 import sys
 from collections.abc import Callable
 
+from pentools.core import process
 from pentools.core.errors import ConfigError, PentoolsError
-from pentools.core.output import atomic_output
 from pentools.pen.balancer import Balancer
 from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.front import Front, describe, open_listener
 from pentools.pen.status import render_status
 from pentools.pen.tls import server_context
-
-
-def _daemonize() -> None:
-    """The classic double fork: detach from the terminal, keep running in the background."""
-    if os.fork():
-        os._exit(0)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-
-
-def _drop_privileges(config: PenConfig) -> None:
-    import pwd
-
-    user = None
-    if config.user is not None:
-        try:
-            user = pwd.getpwnam(config.user)
-        except KeyError:
-            raise ConfigError(config.user, "no such user") from None
-    if config.chroot is not None:
-        try:
-            os.chroot(config.chroot)
-            os.chdir("/")
-        except OSError as exc:
-            raise ConfigError(config.chroot, f"cannot chroot: {exc.strerror}") from None
-    if user is not None and user.pw_uid != os.geteuid():
-        os.setgroups([])
-        os.setgid(user.pw_gid)
-        os.setuid(user.pw_uid)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -68,50 +30,31 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def run(config: PenConfig) -> None:
-    """Run pen until TERM (or ``exit``); raises PentoolsError for what the user must fix."""
+    """Run pen until TERM (or ``exit``); raises PentoolsError for what the user must fix.
+
+    Sockets are bound while errors still reach the terminal; then pen goes
+    to the background (`pentools.core.process`), confines itself and opens
+    the log and PID file as the user it runs as, like the C pen, so that HUP
+    can reopen what start-up opened.  The starting command exits only once
+    pen listens, with pen's own error if it could not.
+    """
     if config.control is not None and os.geteuid() == 0 and config.user is None:
         raise ConfigError(
             str(config.control), "won't open a control port running as root; use -u USER"
         )
     tls = server_context(config)
-    _check_start_up(config)
     listener = open_listener(
         config.listen, "listen address", udp=config.udp, backlog=config.backlog
     )
     control = open_listener(config.control, "control port") if config.control else None
-    if not config.foreground:
-        _daemonize()
-    _drop_privileges(config)
-    if config.pidfile:  # whole or not at all: a script may read it at any moment
-        with atomic_output(config.pidfile) as out:
-            out.write(f"{os.getpid()}\n".encode("ascii"))
-    try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(config, listener, control, tls))
-    finally:
-        if config.pidfile:
-            with contextlib.suppress(OSError):
-                os.unlink(config.pidfile)
-
-
-def _check_start_up(config: PenConfig) -> None:
-    """Resolve the servers, open the log and run -F and -o on a throw-away balancer.
-
-    Done before going to the background, so that a typo in any of them is a
-    one-line error and a non-zero exit on the terminal, not a silent death.
-    """
-    loop = asyncio.new_event_loop()
-    try:
-        balancer = Balancer(config, loop)
-        try:
-            controller = Controller(balancer)
-            if config.cfgfile:
-                controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
-            controller.run_lines(list(config.commands), "-o")
-        finally:
-            balancer.close()
-    finally:
-        loop.close()
+    account = process.lookup_user(config.user)
+    with process.start(foreground=config.foreground) as startup:
+        process.confine(config.chroot, account)
+        with (
+            process.pid_file(config.pidfile, logging.getLogger("pentools.pen").warning),
+            asyncio.Runner(loop_factory=_loop_factory()) as runner,
+        ):
+            runner.run(serve(config, listener, control, tls, startup.ready))
 
 
 def _read_commands(path: str) -> list[str]:
@@ -127,8 +70,12 @@ async def serve(
     listener: socket.socket,
     control: socket.socket | None,
     tls: ssl.SSLContext | None,
+    ready: Callable[[], None] = lambda: None,
 ) -> None:
-    """The event loop's part: serve until told to stop, then drain."""
+    """The event loop's part: serve until told to stop, then drain.
+
+    `ready` is called once pen listens (with -F and -o applied, the log open).
+    """
     loop = asyncio.get_running_loop()
     balancer = Balancer(config, loop)
     front = Front(balancer, config, tls, listener)
@@ -167,19 +114,22 @@ async def serve(
         except (PentoolsError, OSError) as exc:
             print(f"pen: HUP: {exc}", file=sys.stderr, flush=True)
 
-    for signum, handler in (
-        (signal.SIGTERM, stop.set),
-        (signal.SIGINT, stop.set),
-        (signal.SIGHUP, reload),
-        (signal.SIGUSR1, write_webstats),
-    ):
-        loop.add_signal_handler(signum, handler)
+    process.handle_signals(
+        loop,
+        {
+            signal.SIGTERM: stop.set,
+            signal.SIGINT: stop.set,
+            signal.SIGHUP: reload,
+            signal.SIGUSR1: write_webstats,
+        },
+    )
 
     await front.start()
     control_server = None
     if control is not None:
         control_server = await loop.create_server(lambda: ControlProtocol(controller), sock=control)
     balancer.debug(f"listening on {balancer.listen_description}")
+    ready()
     await stop.wait()
     front.stop()
     if control_server is not None:

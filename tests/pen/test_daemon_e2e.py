@@ -1,0 +1,101 @@
+"""pen started as an init script starts it: -u, -l, -p, in the background.
+
+The command must exit 0 only once pen serves, and otherwise exit non-zero
+with pen's own one-line reason, leaving no daemon, log or PID file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Processes, free_port, run_tool
+from tests.daemons import (
+    MISUSES,
+    USER,
+    check_failed_start,
+    check_pid_file_left_to_its_new_owner,
+    init_script_setup,
+    misuse_argv,
+    owner,
+    process_user,
+    require_root,
+    stop,
+    wait_for,
+)
+from tests.pen.support import http_get, start_backend
+
+PEN_HOST = "127.0.44.1"
+BACKEND = "127.0.44.2"
+
+
+def test_init_script_setup_serves_as_the_user_and_reopens_on_hup(
+    processes: Processes, daemon_pidfiles: list[Path]
+) -> None:
+    require_root()
+    backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'web1')}"
+    port = free_port(PEN_HOST)
+    with init_script_setup("pen.log", "pen.pid") as setup:
+        log, pidfile, logs = setup.log, setup.pidfile, setup.log.parent
+        daemon_pidfiles.append(pidfile)
+        started = run_tool("pen", *setup.argv(), f"{PEN_HOST}:{port}", backend)
+        assert (started.returncode, started.stderr) == (0, b"")
+        # Ready means ready: no waiting for the PID file or the port.
+        pid = int(pidfile.read_text())
+        assert http_get(PEN_HOST, port, "/one")[0] == "web1"
+        assert process_user(pid) == USER and owner(log) == USER and owner(pidfile) == USER
+        wait_for(lambda: b"GET /one" in log.read_bytes(), "the first record")
+        log.rename(logs / "pen.log.1")  # what logrotate does, then HUP
+        os.kill(pid, signal.SIGHUP)
+        wait_for(log.exists, "the log reopened")
+        assert http_get(PEN_HOST, port, "/two")[0] == "web1"
+        wait_for(lambda: b"GET /two" in log.read_bytes(), "a record in the new log")
+        assert owner(log) == USER and b"/two" not in (logs / "pen.log.1").read_bytes()
+        stop(pid)
+        assert not pidfile.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        *MISUSES,
+        ("port in use", "Address already in use"),
+        ("-F file missing", "cannot read -F file"),
+    ],
+)
+def test_a_failed_start_in_daemon_mode_is_an_exit_status_and_one_line(
+    case: str, expected: str
+) -> None:
+    require_root()
+    with init_script_setup("pen.log", "pen.pid") as setup, socket.socket() as taken:
+        taken.bind((PEN_HOST, 0))
+        port = free_port(PEN_HOST)
+        if case == "port in use":
+            taken.listen()
+            port = taken.getsockname()[1]
+            argv = setup.argv()
+        elif case == "-F file missing":
+            argv = setup.argv(F=str(setup.root / "missing.cfg"))
+        else:
+            argv = misuse_argv(setup, case)
+        result = run_tool("pen", *argv, f"{PEN_HOST}:{port}", f"{BACKEND}:80")
+        check_failed_start(result, "pen", expected, setup)
+    if case != "port in use":  # nothing stayed behind listening
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((PEN_HOST, port))
+
+
+def test_the_pid_file_is_removed_only_while_it_is_ours(
+    processes: Processes, tmp_path: Path, daemon_pidfiles: list[Path]
+) -> None:
+    backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'web1')}"
+    pidfile = tmp_path / "pen.pid"
+    daemon_pidfiles.append(pidfile)
+    started = run_tool("pen", "-p", str(pidfile), f"{PEN_HOST}:{free_port(PEN_HOST)}", backend)
+    assert started.returncode == 0, started.stderr
+    check_pid_file_left_to_its_new_owner(processes, pidfile)
