@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import logging.handlers
-import os
 import signal
 import socket
 import sys
@@ -22,6 +20,7 @@ from asyncio_dgram.aio import DatagramStream
 
 from pentools.core import process
 from pentools.core.addresses import format_host_port
+from pentools.core.cli import tool_logger
 from pentools.core.errors import OutputFileError, PentoolsError
 from pentools.core.sockets import bind_socket
 from pentools.penlogd.config import PenlogdConfig
@@ -231,16 +230,8 @@ def _drain(receiver: BatchReceiver) -> Iterator[tuple[bytes, str]]:
 
 def setup_logging(config: PenlogdConfig, to_syslog: bool) -> None:
     """Diagnostics to stderr in the foreground, to syslog (facility user) detached."""
-    handler: logging.Handler
-    if to_syslog and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter("penlogd[%(process)d]: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("penlogd: %(message)s"))
-    log.handlers[:] = [handler]
-    log.propagate = False
-    log.setLevel(logging.DEBUG if config.debug > 1 else logging.INFO)
+    level = logging.DEBUG if config.debug > 1 else logging.INFO
+    tool_logger("penlogd", level=level, syslog=to_syslog)
 
 
 def tune_garbage_collector() -> None:
