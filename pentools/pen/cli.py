@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pentools.core.addresses import parse_host_port
-from pentools.core.cli import run_command
+from pentools.core.cli import run_command, tool_logger
 from pentools.core.errors import ConfigError
 from pentools.pen import config as cfg
 
@@ -220,6 +220,7 @@ def build_config(options: dict[str, object]) -> cfg.PenConfig:
         parse_host_port(str(emergency), default_port=listen.port or None)
     commands = (*options["options"], *options["more_options"])  # type: ignore[misc]
     _check_tls_options(options)
+    _check_switches(options)
     return cfg.PenConfig(
         listen=listen,
         servers=servers,
@@ -285,6 +286,50 @@ def _check_tls_options(options: dict[str, object]) -> None:
                 raise ConfigError(text, "needs -E (the certificate to serve TLS with)")
     elif options["udp"]:
         raise ConfigError(f"-E {options['certfile']}", "TLS needs TCP; -U balances UDP")
+
+
+#: Switches that contradict each other: pen refuses them together (exit 2).
+#: -h, -W and --prio each pick the first server; the selector would let
+#: --prio silently override -W, and either override -h.
+_CONTRADICTIONS = (
+    ("weight", "prio", "-W and --prio", "both choose the server; give one"),
+    ("hash_", "weight", "-h and -W", "both choose the server; give one"),
+    ("hash_", "prio", "-h and --prio", "both choose the server; give one"),
+    ("udp", "http", "-U and -H", "-H edits HTTP requests, which need TCP"),
+    ("udp", "proxy_protocol", "-U and --proxy-protocol", "the PROXY header needs TCP"),
+)
+#: Switches that mean nothing without another: (switch, needed, message).
+_NEEDS = (("xff_replace", "http", "--xff-replace needs -H"),)
+#: -r with a switch that chooses the server: valid (that choice, without client
+#: tracking), as in the C pen, but not round-robin: pen says so.
+_CHOOSERS = (("hash_", "-h"), ("weight", "-W"), ("prio", "--prio"))
+
+
+def _check_switches(options: dict[str, object]) -> None:
+    """Refuse contradictory switches (exit 2), warn about surprising ones.
+
+    The C pen takes all of these without a word.
+    """
+    for first, second, letters, reason in _CONTRADICTIONS:
+        if options[first] and options[second]:
+            raise click.UsageError(f"{letters}: {reason}")
+    for switch, needed, message in _NEEDS:
+        if options[switch] and not options[needed]:
+            raise click.UsageError(message)
+    if not options["servers"] and options["emergency"] is None:
+        raise click.UsageError(
+            "no SERVER given: pen would refuse every client (servers cannot be added later)"
+        )
+    warn = tool_logger("pen").warning
+    if options["roundrobin"]:
+        for name, letter in _CHOOSERS:
+            if options[name]:
+                warn(
+                    f"warning: -r with {letter}: {letter} chooses each connection's server "
+                    "(not round-robin); -r only turns client tracking off"
+                )
+        if options["tracking"]:
+            warn("warning: -T has no effect with -r (no client tracking)")
 
 
 def main(argv: list[str] | None = None) -> None:
