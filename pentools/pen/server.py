@@ -48,11 +48,15 @@ def run(config: PenConfig) -> None:
     )
     control = open_listener(config.control, "control port") if config.control else None
     account = process.lookup_user(config.user)
+    # Imported now: after -j the package is out of reach.
+    loop_factory = _loop_factory()
+    if config.udp:
+        import pentools.pen.udp  # noqa: F401  (front imports it when it serves)
     with process.start(foreground=config.foreground) as startup:
         process.confine(config.chroot, account)
         with (
             process.pid_file(config.pidfile, logging.getLogger("pentools.pen").warning),
-            asyncio.Runner(loop_factory=_loop_factory()) as runner,
+            asyncio.Runner(loop_factory=loop_factory) as runner,
         ):
             runner.run(serve(config, listener, control, tls, startup.ready))
 

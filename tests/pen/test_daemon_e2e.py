@@ -25,6 +25,7 @@ from tests.daemons import (
     process_user,
     require_root,
     stop,
+    user_dir,
     wait_for,
 )
 from tests.pen.support import http_get, start_backend
@@ -99,3 +100,31 @@ def test_the_pid_file_is_removed_only_while_it_is_ours(
     started = run_tool("pen", "-p", str(pidfile), f"{PEN_HOST}:{free_port(PEN_HOST)}", backend)
     assert started.returncode == 0, started.stderr
     check_pid_file_left_to_its_new_owner(processes, pidfile)
+
+
+def test_in_a_chroot_as_the_user_the_udp_front_serves(
+    tmp_path: Path, daemon_pidfiles: list[Path]
+) -> None:
+    # The jail holds no Python: whatever pen needs is loaded before -j.
+    require_root()
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    logs, run = user_dir(jail, "log"), user_dir(jail, "run")
+    daemon_pidfiles.append(run / "pen.pid")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as backend:
+        backend.bind((BACKEND, 0))
+        backend.settimeout(10)
+        port = free_port(PEN_HOST, socket.SOCK_DGRAM)
+        options = ["-j", str(jail), "-u", USER, "-U", "-l", "/log/pen.log", "-p", "/run/pen.pid"]
+        started = run_tool(
+            "pen", *options, f"{PEN_HOST}:{port}", f"{BACKEND}:{backend.getsockname()[1]}"
+        )
+        assert (started.returncode, started.stderr) == (0, b"")
+        pid = int((run / "pen.pid").read_text())
+        assert os.readlink(f"/proc/{pid}/root") == str(jail) and process_user(pid) == USER
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"hello", (PEN_HOST, port))
+            assert backend.recvfrom(100)[0] == b"hello"
+        assert owner(logs / "pen.log") == USER
+        stop(pid)
+    assert not (run / "pen.pid").exists()
