@@ -13,21 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import daemons
 from tests.conftest import Processes, free_port, run_tool
-from tests.daemons import (
-    MISUSES,
-    USER,
-    check_failed_start,
-    check_pid_file_left_to_its_new_owner,
-    init_script_setup,
-    misuse_argv,
-    owner,
-    process_user,
-    require_root,
-    stop,
-    user_dir,
-    wait_for,
-)
 from tests.pen.support import http_get, start_backend
 
 PEN_HOST = "127.0.44.1"
@@ -37,10 +24,10 @@ BACKEND = "127.0.44.2"
 def test_init_script_setup_serves_as_the_user_and_reopens_on_hup(
     processes: Processes, daemon_pidfiles: list[Path]
 ) -> None:
-    require_root()
+    daemons.require_root()
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'web1')}"
     port = free_port(PEN_HOST)
-    with init_script_setup("pen.log", "pen.pid") as setup:
+    with daemons.init_script_setup("pen.log", "pen.pid") as setup:
         log, pidfile, logs = setup.log, setup.pidfile, setup.log.parent
         daemon_pidfiles.append(pidfile)
         started = run_tool("pen", *setup.argv(), f"{PEN_HOST}:{port}", backend)
@@ -48,22 +35,28 @@ def test_init_script_setup_serves_as_the_user_and_reopens_on_hup(
         # Ready means ready: no waiting for the PID file or the port.
         pid = int(pidfile.read_text())
         assert http_get(PEN_HOST, port, "/one")[0] == "web1"
-        assert process_user(pid) == USER and owner(log) == USER and owner(pidfile) == USER
-        wait_for(lambda: b"GET /one" in log.read_bytes(), "the first record")
+        assert (
+            daemons.process_user(pid) == daemons.USER
+            and daemons.owner(log) == daemons.USER
+            and daemons.owner(pidfile) == daemons.USER
+        )
+        daemons.wait_for(lambda: b"GET /one" in log.read_bytes(), "the first record")
         log.rename(logs / "pen.log.1")  # what logrotate does, then HUP
         os.kill(pid, signal.SIGHUP)
-        wait_for(log.exists, "the log reopened")
+        daemons.wait_for(log.exists, "the log reopened")
         assert http_get(PEN_HOST, port, "/two")[0] == "web1"
-        wait_for(lambda: b"GET /two" in log.read_bytes(), "a record in the new log")
-        assert owner(log) == USER and b"/two" not in (logs / "pen.log.1").read_bytes()
-        stop(pid)
+        daemons.wait_for(lambda: b"GET /two" in log.read_bytes(), "a record in the new log")
+        assert (
+            daemons.owner(log) == daemons.USER and b"/two" not in (logs / "pen.log.1").read_bytes()
+        )
+        daemons.stop(pid)
         assert not pidfile.exists()
 
 
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        *MISUSES,
+        *daemons.MISUSES,
         ("port in use", "Address already in use"),
         ("-F file missing", "cannot read -F file"),
     ],
@@ -71,8 +64,8 @@ def test_init_script_setup_serves_as_the_user_and_reopens_on_hup(
 def test_a_failed_start_in_daemon_mode_is_an_exit_status_and_one_line(
     case: str, expected: str
 ) -> None:
-    require_root()
-    with init_script_setup("pen.log", "pen.pid") as setup, socket.socket() as taken:
+    daemons.require_root()
+    with daemons.init_script_setup("pen.log", "pen.pid") as setup, socket.socket() as taken:
         taken.bind((PEN_HOST, 0))
         port = free_port(PEN_HOST)
         if case == "port in use":
@@ -82,9 +75,9 @@ def test_a_failed_start_in_daemon_mode_is_an_exit_status_and_one_line(
         elif case == "-F file missing":
             argv = setup.argv(F=str(setup.root / "missing.cfg"))
         else:
-            argv = misuse_argv(setup, case)
+            argv = daemons.misuse_argv(setup, case)
         result = run_tool("pen", *argv, f"{PEN_HOST}:{port}", f"{BACKEND}:80")
-        check_failed_start(result, "pen", expected, setup)
+        daemons.check_failed_start(result, "pen", expected, setup)
     if case != "port in use":  # nothing stayed behind listening
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,32 +92,45 @@ def test_the_pid_file_is_removed_only_while_it_is_ours(
     daemon_pidfiles.append(pidfile)
     started = run_tool("pen", "-p", str(pidfile), f"{PEN_HOST}:{free_port(PEN_HOST)}", backend)
     assert started.returncode == 0, started.stderr
-    check_pid_file_left_to_its_new_owner(processes, pidfile)
+    daemons.check_pid_file_left_to_its_new_owner(processes, pidfile)
 
 
 def test_in_a_chroot_as_the_user_the_udp_front_serves(
     tmp_path: Path, daemon_pidfiles: list[Path]
 ) -> None:
     # The jail holds no Python: whatever pen needs is loaded before -j.
-    require_root()
+    daemons.require_root()
     jail = tmp_path / "jail"
     jail.mkdir()
-    logs, run = user_dir(jail, "log"), user_dir(jail, "run")
+    logs, run = daemons.user_dir(jail, "log"), daemons.user_dir(jail, "run")
     daemon_pidfiles.append(run / "pen.pid")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as backend:
         backend.bind((BACKEND, 0))
         backend.settimeout(10)
         port = free_port(PEN_HOST, socket.SOCK_DGRAM)
-        options = ["-j", str(jail), "-u", USER, "-U", "-l", "/log/pen.log", "-p", "/run/pen.pid"]
+        options = [
+            "-j",
+            str(jail),
+            "-u",
+            daemons.USER,
+            "-U",
+            "-l",
+            "/log/pen.log",
+            "-p",
+            "/run/pen.pid",
+        ]
         started = run_tool(
             "pen", *options, f"{PEN_HOST}:{port}", f"{BACKEND}:{backend.getsockname()[1]}"
         )
         assert (started.returncode, started.stderr) == (0, b"")
         pid = int((run / "pen.pid").read_text())
-        assert os.readlink(f"/proc/{pid}/root") == str(jail) and process_user(pid) == USER
+        assert (
+            os.readlink(f"/proc/{pid}/root") == str(jail)
+            and daemons.process_user(pid) == daemons.USER
+        )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.sendto(b"hello", (PEN_HOST, port))
             assert backend.recvfrom(100)[0] == b"hello"
-        assert owner(logs / "pen.log") == USER
-        stop(pid)
+        assert daemons.owner(logs / "pen.log") == daemons.USER
+        daemons.stop(pid)
     assert not (run / "pen.pid").exists()

@@ -13,20 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import daemons
 from tests.conftest import Processes, free_port, run_tool
-from tests.daemons import (
-    MISUSES,
-    USER,
-    check_failed_start,
-    check_pid_file_left_to_its_new_owner,
-    init_script_setup,
-    misuse_argv,
-    owner,
-    process_user,
-    require_root,
-    stop,
-    wait_for,
-)
 from tests.penlogd.live import common_line, sender
 
 WEB = "127.0.0.11"
@@ -40,37 +28,41 @@ def send_line(port: int, path: str) -> None:
 def test_init_script_setup_runs_as_the_user_and_rotates_on_hup(
     daemon_pidfiles: list[Path],
 ) -> None:
-    require_root()
+    daemons.require_root()
     port = free_port("::", socket.SOCK_DGRAM)
-    with init_script_setup("access_log", "penlogd.pid") as setup:
+    with daemons.init_script_setup("access_log", "penlogd.pid") as setup:
         log, pidfile, logs = setup.log, setup.pidfile, setup.log.parent
         daemon_pidfiles.append(pidfile)
         started = run_tool("penlogd", *setup.argv(), "--wait", "0", str(port), timeout=20)
         assert (started.returncode, started.stderr) == (0, b"")
         pid = int(pidfile.read_text())  # written before the command returned
-        assert process_user(pid) == USER and owner(log) == USER and owner(pidfile) == USER
+        assert (
+            daemons.process_user(pid) == daemons.USER
+            and daemons.owner(log) == daemons.USER
+            and daemons.owner(pidfile) == daemons.USER
+        )
         send_line(port, "/one")
-        wait_for(lambda: b"/one" in log.read_bytes(), "the first line")
+        daemons.wait_for(lambda: b"/one" in log.read_bytes(), "the first line")
         log.rename(logs / "access_log.1")
         os.kill(pid, signal.SIGHUP)
-        wait_for(log.exists, "the reopened log")
+        daemons.wait_for(log.exists, "the reopened log")
         send_line(port, "/two")
-        wait_for(lambda: b"/two" in log.read_bytes(), "a line in the new log")
-        assert owner(log) == USER
-        stop(pid)
+        daemons.wait_for(lambda: b"/two" in log.read_bytes(), "a line in the new log")
+        assert daemons.owner(log) == daemons.USER
+        daemons.stop(pid)
         assert not pidfile.exists()
 
 
 @pytest.mark.parametrize(
-    ("case", "expected"), [*MISUSES, ("port in use", "Address already in use")]
+    ("case", "expected"), [*daemons.MISUSES, ("port in use", "Address already in use")]
 )
 def test_a_failed_start_in_daemon_mode_is_an_exit_status_and_one_line(
     case: str, expected: str
 ) -> None:
-    require_root()
+    daemons.require_root()
     port = free_port("::", socket.SOCK_DGRAM)
     with (
-        init_script_setup("access_log", "penlogd.pid") as setup,
+        daemons.init_script_setup("access_log", "penlogd.pid") as setup,
         socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken,
     ):
         if case == "port in use":
@@ -78,9 +70,9 @@ def test_a_failed_start_in_daemon_mode_is_an_exit_status_and_one_line(
             taken.bind(("::", port))
             argv = setup.argv()
         else:
-            argv = misuse_argv(setup, case)
+            argv = daemons.misuse_argv(setup, case)
         result = run_tool("penlogd", *argv, str(port), timeout=20)
-        check_failed_start(result, "penlogd", expected, setup)
+        daemons.check_failed_start(result, "penlogd", expected, setup)
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
         probe.bind(("::", port))  # nothing stayed behind receiving
 
@@ -93,4 +85,4 @@ def test_the_pid_file_is_removed_only_while_it_is_ours(
     port = free_port("::", socket.SOCK_DGRAM)
     started = run_tool("penlogd", "-p", str(pidfile), "-l", str(log), str(port), timeout=20)
     assert started.returncode == 0, started.stderr
-    check_pid_file_left_to_its_new_owner(processes, pidfile)
+    daemons.check_pid_file_left_to_its_new_owner(processes, pidfile)
