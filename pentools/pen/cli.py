@@ -62,8 +62,12 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
     show_default=True,
     help="Maximum simultaneous client connections.",
 )
-@click.option("-j", "chroot", metavar="DIR", help="chroot to DIR after opening sockets.")
-@click.option("-u", "user", metavar="USER", help="Run as USER after opening sockets.")
+@click.option(
+    "-j", "chroot", metavar="DIR", help="chroot to DIR after opening sockets (-l, -p, -F inside)."
+)
+@click.option(
+    "-u", "user", metavar="USER", help="Run as USER after opening sockets; -l and -p as USER."
+)
 @click.option(
     "-F", "cfgfile", metavar="FILE", help="File of penctl commands, read at start and on HUP."
 )
