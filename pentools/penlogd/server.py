@@ -21,7 +21,7 @@ from asyncio_dgram.aio import DatagramStream
 from pentools.core import process
 from pentools.core.addresses import format_host_port
 from pentools.core.cli import tool_logger
-from pentools.core.errors import OutputFileError, PentoolsError
+from pentools.core.errors import OutputFileError, PentoolsError, StartupError
 from pentools.core.sockets import bind_socket
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
@@ -269,7 +269,7 @@ def run(config: PenlogdConfig) -> JoinCounters:
             with process.pid_file(config.pidfile, log.warning):
                 tune_garbage_collector()
                 counters = asyncio.run(server.serve(startup.ready))
-    except process.StartupError:
+    except StartupError:
         raise  # the starting command: the daemon's reason, said once, by the CLI
     except PentoolsError as exc:
         if not config.foreground:  # stderr is gone: say it in syslog too

@@ -77,12 +77,16 @@ def test_a_failed_start_in_daemon_mode_is_an_exit_status_and_one_line(
         probe.bind(("::", port))  # nothing stayed behind receiving
 
 
-def test_the_pid_file_is_removed_only_while_it_is_ours(
+def test_relative_paths_and_a_pid_file_removed_only_while_it_is_ours(
     processes: Processes, tmp_path: Path, daemon_pidfiles: list[Path]
 ) -> None:
     pidfile, log = tmp_path / "penlogd.pid", tmp_path / "access_log"
     daemon_pidfiles.append(pidfile)
     port = free_port("::", socket.SOCK_DGRAM)
-    started = run_tool("penlogd", "-p", str(pidfile), "-l", str(log), str(port), timeout=20)
+    # Relative -p and -l mean the directory penlogd was started in.
+    argv = ["-p", pidfile.name, "-l", log.name, "--wait", "0", str(port)]
+    started = run_tool("penlogd", *argv, cwd=tmp_path, timeout=20)
     assert started.returncode == 0, started.stderr
+    send_line(port, "/here")
+    daemons.wait_for(lambda: log.exists() and b"/here" in log.read_bytes(), "the line")
     daemons.check_pid_file_left_to_its_new_owner(processes, pidfile)
