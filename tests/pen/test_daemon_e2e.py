@@ -15,7 +15,7 @@ import pytest
 
 from tests import daemons
 from tests.conftest import Processes, free_port, run_tool
-from tests.pen.support import http_get, start_backend
+from tests.pen.support import http_get, start_backend, start_pen
 
 PEN_HOST = "127.0.44.1"
 BACKEND = "127.0.44.2"
@@ -51,6 +51,24 @@ def test_init_script_setup_serves_as_the_user_and_reopens_on_hup(
         )
         daemons.stop(pid)
         assert not pidfile.exists()
+
+
+def test_a_rotation_that_cannot_reopen_keeps_the_old_log(processes: Processes) -> None:
+    daemons.require_root()
+    backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'web1')}"
+    port = free_port(PEN_HOST)
+    with daemons.init_script_setup("pen.log", "pen.pid") as setup:
+        process = start_pen(processes, PEN_HOST, port, *setup.argv(), "--", backend)
+        logs = setup.log.parent
+        assert http_get(PEN_HOST, port, "/before")[0] == "web1"  # pen is past its start-up
+        os.chown(logs, 0, 0)  # the directory is root's now: nobody cannot create the log
+        setup.log.rename(logs / "pen.log.1")
+        process.send_signal(signal.SIGHUP)
+        assert process.stderr is not None
+        assert process.stderr.readline().startswith(b"pen: HUP: ")
+        assert http_get(PEN_HOST, port, "/after")[0] == "web1"
+        old = logs / "pen.log.1"  # records go on there, not to a closed descriptor
+        daemons.wait_for(lambda: b"GET /after" in old.read_bytes(), "a record after HUP")
 
 
 @pytest.mark.parametrize(
