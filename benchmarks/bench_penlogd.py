@@ -42,6 +42,7 @@ from benchmarks.farm import FarmEvent, read_events
 from pentools.core.accesslog import LogFormat
 from pentools.core.addresses import address_family
 from pentools.core.records import parse_datagram
+from pentools.core.sockets import size_receive_buffer
 from pentools.penlogd.config import DEFAULT_RCVBUF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +115,7 @@ def datagrams_held(events: list[FarmEvent], buffer_bytes: int) -> int:
     """
     sample = events[:2000]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
+        size_receive_buffer(sink, 8 << 20)
         sink.bind(("127.0.0.1", 0))
         port = sink.getsockname()[1]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as source:

@@ -10,30 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
-import sys
 import time
 from typing import cast
 
 from pentools.core.addresses import HostPort, parse_host_port
+from pentools.core.sockets import size_receive_buffer
 
 #: Hundreds of queries arrive at once; the default 208 KiB buffer holds ~270.
 RECEIVE_BUFFER = 8 * 1024 * 1024
 
-#: Linux's SO_RCVBUFFORCE (asm-generic/socket.h): as root it grows the buffer past
-#: net.core.rmem_max. Python's socket module does not export it.
-SO_RCVBUFFORCE = 33
-
 
 def _grow_receive_buffer(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sys.platform == "linux":
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-            return
-        except PermissionError:
-            pass  # not root: as much as rmem_max allows
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    size_receive_buffer(transport.get_extra_info("socket"), RECEIVE_BUFFER)
 
 
 class _Upstream(asyncio.DatagramProtocol):

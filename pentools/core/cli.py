@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+import logging.handlers
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -89,3 +92,24 @@ def log_format_option(*short_names: str, join: bool = False) -> Callable[[F], F]
     return click.option(
         *short_names, "--log-format", "log_format", metavar="FORMAT", help=help_text
     )
+
+
+def tool_logger(tool: str, *, level: int = logging.INFO, syslog: bool = False) -> logging.Logger:
+    """The logger ``pentools.TOOL``, writing ``TOOL: message`` lines to stderr.
+
+    With `syslog` (a daemon whose stderr is gone) it writes to the local
+    syslog instead, facility user, as the C tools do; calling it again
+    replaces the handler, so a daemon switches when it detaches.
+    """
+    handler: logging.Handler
+    if syslog and os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.setFormatter(logging.Formatter(f"{tool}[%(process)d]: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{tool}: %(message)s"))
+    log = logging.getLogger(f"pentools.{tool}")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(level)
+    return log

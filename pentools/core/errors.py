@@ -69,3 +69,12 @@ class OutputFileError(PentoolsError, OSError):
         super().__init__(f"cannot write {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class PrivilegeError(PentoolsError):
+    """A user (-u) or chroot directory (-j) that a daemon cannot switch to."""
+
+
+class StartupError(PentoolsError):
+    """A daemon that could not start; the message is its own one-line reason,
+    passed to the command that started it (`pentools.core.process.detach`)."""

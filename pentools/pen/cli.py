@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pentools.core.addresses import parse_host_port
-from pentools.core.cli import run_command, version_option
+from pentools.core.cli import run_command, tool_logger, version_option
 from pentools.core.errors import ConfigError
 from pentools.core.metrics import parse_metrics_address
 from pentools.pen import config as cfg
@@ -64,8 +64,12 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
     show_default=True,
     help="Maximum simultaneous client connections.",
 )
-@click.option("-j", "chroot", metavar="DIR", help="chroot to DIR after opening sockets.")
-@click.option("-u", "user", metavar="USER", help="Run as USER after opening sockets.")
+@click.option(
+    "-j", "chroot", metavar="DIR", help="chroot to DIR after opening sockets (-l, -p, -F inside)."
+)
+@click.option(
+    "-u", "user", metavar="USER", help="Run as USER after opening sockets; -l and -p as USER."
+)
 @click.option(
     "-F", "cfgfile", metavar="FILE", help="File of penctl commands, read at start and on HUP."
 )
@@ -249,6 +253,7 @@ def build_config(options: dict[str, object]) -> cfg.PenConfig:
     commands = (*options["options"], *options["more_options"])  # type: ignore[misc]
     metrics = options["metrics"]
     _check_tls_options(options)
+    _check_switches(options)
     return cfg.PenConfig(
         listen=listen,
         servers=servers,
@@ -318,6 +323,50 @@ def _check_tls_options(options: dict[str, object]) -> None:
                 raise ConfigError(text, "needs -E (the certificate to serve TLS with)")
     elif options["udp"]:
         raise ConfigError(f"-E {options['certfile']}", "TLS needs TCP; -U balances UDP")
+
+
+#: Switches that contradict each other: pen refuses them together (exit 2).
+#: -h, -W and --prio each pick the first server; the selector would let
+#: --prio silently override -W, and either override -h.
+_CONTRADICTIONS = (
+    ("weight", "prio", "-W and --prio", "both choose the server; give one"),
+    ("hash_", "weight", "-h and -W", "both choose the server; give one"),
+    ("hash_", "prio", "-h and --prio", "both choose the server; give one"),
+    ("udp", "http", "-U and -H", "-H edits HTTP requests, which need TCP"),
+    ("udp", "proxy_protocol", "-U and --proxy-protocol", "the PROXY header needs TCP"),
+)
+#: Switches that mean nothing without another: (switch, needed, message).
+_NEEDS = (("xff_replace", "http", "--xff-replace needs -H"),)
+#: -r with a switch that chooses the server: valid (that choice, without client
+#: tracking), as in the C pen, but not round-robin: pen says so.
+_CHOOSERS = (("hash_", "-h"), ("weight", "-W"), ("prio", "--prio"))
+
+
+def _check_switches(options: dict[str, object]) -> None:
+    """Refuse contradictory switches (exit 2), warn about surprising ones.
+
+    The C pen takes all of these without a word.
+    """
+    for first, second, letters, reason in _CONTRADICTIONS:
+        if options[first] and options[second]:
+            raise click.UsageError(f"{letters}: {reason}")
+    for switch, needed, message in _NEEDS:
+        if options[switch] and not options[needed]:
+            raise click.UsageError(message)
+    if not options["servers"] and options["emergency"] is None:
+        raise click.UsageError(
+            "no SERVER given: pen would refuse every client (servers cannot be added later)"
+        )
+    warn = tool_logger("pen").warning
+    if options["roundrobin"]:
+        for name, letter in _CHOOSERS:
+            if options[name]:
+                warn(
+                    f"warning: -r with {letter}: {letter} chooses each connection's server "
+                    "(not round-robin); -r only turns client tracking off"
+                )
+        if options["tracking"]:
+            warn("warning: -T has no effect with -r (no client tracking)")
 
 
 def main(argv: list[str] | None = None) -> None:

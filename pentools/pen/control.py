@@ -46,6 +46,20 @@ _FASTCLOSE = ("off", "up", "down", "both")
 _CONNECTING, _CONNECTED, _SERVER_CLOSED, _CLIENT_CLOSED = 1, 2, 4, 8
 
 
+#: How every refusal on the control port begins (the original's prefix, in
+#: `ControlProtocol.answer` and the replies below), so that penctl can tell a
+#: refused command from a reply.
+REFUSED = "do_cmd: "
+
+
+def command_names() -> list[tuple[str, bool]]:
+    """Every command the control port takes and whether ``no`` may precede it
+    (``penctl help``), read from `Controller`'s handlers so it cannot go stale."""
+    names = {name.removeprefix("_cmd_") for name in dir(Controller) if name.startswith("_cmd_")}
+    negatable = {*_SWITCHES, *_NEGATABLE}
+    return [(name, name in negatable) for name in sorted(names | set(_SWITCHES))]
+
+
 class CommandError(PentoolsError, ValueError):
     """A control command that pen does not know or cannot carry out."""
 

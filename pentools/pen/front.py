@@ -16,11 +16,9 @@ import logging
 import os
 import socket
 import ssl
-import stat
 from collections.abc import Callable
 
-from pentools.core.addresses import address_family, resolve_host
-from pentools.core.errors import ListenError
+from pentools.core.sockets import bind_socket
 from pentools.pen.config import DEFAULT_BACKLOG, ListenSpec, PenConfig, parse_listen
 from pentools.pen.relays.epoll import RawRelay
 from pentools.pen.relays.tls import Downstream
@@ -30,52 +28,11 @@ from pentools.pen.state import State
 log = logging.getLogger("pentools.pen")
 
 
-def bind_listener(
-    spec: ListenSpec, *, udp: bool = False, backlog: int = DEFAULT_BACKLOG
-) -> socket.socket:
-    """A bound (and for TCP listening, with a queue of `backlog`) socket for `spec`."""
-    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    if spec.path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.stat(spec.path).st_mode):
-                os.unlink(spec.path)  # a stale socket of an earlier run
-        sock = socket.socket(socket.AF_UNIX, kind)
-        sock.bind(spec.path)
-    elif not spec.host:
-        if socket.has_dualstack_ipv6():
-            sock = socket.socket(socket.AF_INET6, kind)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            address: tuple[str, int] = ("::", spec.port)
-        else:
-            sock = socket.socket(socket.AF_INET, kind)
-            address = ("0.0.0.0", spec.port)
-        if not udp:  # for UDP it would let a second process share the port
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    else:
-        ip = resolve_host(spec.host)[0]
-        sock = socket.socket(address_family(ip), kind)
-        if not udp:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, spec.port))
-        except OSError:
-            sock.close()
-            raise
-    if not udp:
-        sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
-
-
 def open_listener(
     spec: ListenSpec, what: str, *, udp: bool = False, backlog: int = DEFAULT_BACKLOG
 ) -> socket.socket:
-    """`bind_listener`, with a failure as a ListenError naming `what` it was for."""
-    try:
-        return bind_listener(spec, udp=udp, backlog=backlog)
-    except OSError as exc:
-        raise ListenError(f"{spec} ({what})", exc.strerror or str(exc)) from None
+    """The bound socket for `spec` (`pentools.core.sockets`); ListenError names `what`."""
+    return bind_socket(spec.host, spec.port, path=spec.path, udp=udp, backlog=backlog, what=what)
 
 
 def describe(sock: socket.socket, spec: ListenSpec) -> str:

@@ -54,10 +54,15 @@ class FileSink:
                 data = data[written:]
 
     def reopen(self) -> None:
-        """HUP: flush, close and open the path again (log rotation)."""
+        """HUP: flush and open the path again (log rotation).
+
+        The new file is opened before the old one is closed: if it cannot be
+        (raises ConfigError), records go on to the old one, not to a closed fd.
+        """
         self.flush()
+        fd = self._open()
         os.close(self._fd)
-        self._fd = self._open()
+        self._fd = fd
 
     def close(self) -> None:
         self.flush()

@@ -1,8 +1,4 @@
-"""pen's process: open the sockets, go to the background, run the loop, obey signals.
-
-Sockets are bound before daemonizing, chroot and setuid, so that "address
-in use" or "permission denied" reach the terminal with a non-zero exit.
-"""
+"""pen's process: open the sockets, go to the background, run the loop, obey signals."""
 
 from __future__ import annotations
 
@@ -17,10 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 
+from pentools.core import process
 from pentools.core.addresses import resolve_host
 from pentools.core.errors import ConfigError, PentoolsError
 from pentools.core.metrics import MetricsServer, new_registry
-from pentools.core.output import atomic_output
 from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.front import Front, describe, open_listener
@@ -71,40 +67,6 @@ def _log_to_stderr() -> None:
     log.propagate = False
 
 
-def _daemonize() -> None:
-    """The classic double fork: detach from the terminal, keep running in the background."""
-    if os.fork():
-        os._exit(0)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-
-
-def _drop_privileges(config: PenConfig) -> None:
-    import pwd
-
-    user = None
-    if config.user is not None:
-        try:
-            user = pwd.getpwnam(config.user)
-        except KeyError:
-            raise ConfigError(config.user, "no such user") from None
-    if config.chroot is not None:
-        try:
-            os.chroot(config.chroot)
-            os.chdir("/")
-        except OSError as exc:
-            raise ConfigError(config.chroot, f"cannot chroot: {exc.strerror}") from None
-    if user is not None and user.pw_uid != os.geteuid():
-        os.setgroups([])
-        os.setgid(user.pw_gid)
-        os.setuid(user.pw_uid)
-
-
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
@@ -114,7 +76,14 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def run(config: PenConfig) -> None:
-    """Run pen until TERM (or ``exit``); raises PentoolsError for what the user must fix."""
+    """Run pen until TERM (or ``exit``); raises PentoolsError for what the user must fix.
+
+    Sockets are bound while errors still reach the terminal; then pen goes
+    to the background (`pentools.core.process`), confines itself and opens
+    the log and PID file as the user it runs as, like the C pen, so that HUP
+    can reopen what start-up opened.  The starting command exits only once
+    pen listens, with pen's own error if it could not.
+    """
     if config.control is not None and os.geteuid() == 0 and config.user is None:
         raise ConfigError(
             str(config.control), "won't open a control port running as root; use -u USER"
@@ -122,7 +91,6 @@ def run(config: PenConfig) -> None:
     _log_to_stderr()
     tls = server_context(config)
     addresses = resolve_servers(config)
-    _check_start_up(config, addresses)
     listener = open_listener(
         config.listen, "listen address", udp=config.udp, backlog=config.backlog
     )
@@ -131,43 +99,23 @@ def run(config: PenConfig) -> None:
     metrics = MetricsServer(config.metrics, new_registry([collector])) if config.metrics else None
     if metrics is not None:
         metrics.bind()
-    if not config.foreground:
-        _daemonize()
-    _drop_privileges(config)
-    if config.pidfile:  # whole or not at all: a script may read it at any moment
-        with atomic_output(config.pidfile) as out:
-            out.write(f"{os.getpid()}\n".encode("ascii"))
-    if metrics is not None:
-        metrics.serve()  # a thread: started in the process that stays
+    account = process.lookup_user(config.user)
+    loop_factory = _loop_factory()  # imported now: after -j the package is out of reach
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(config, addresses, listener, control, tls, collector))
+        with process.start(foreground=config.foreground) as startup:
+            process.confine(config.chroot, account)
+            if metrics is not None:
+                metrics.serve()  # a thread: started in the process that stays
+            with (
+                process.pid_file(config.pidfile, log.warning),
+                asyncio.Runner(loop_factory=loop_factory) as runner,
+            ):
+                runner.run(
+                    serve(config, addresses, listener, control, tls, collector, startup.ready)
+                )
     finally:
         if metrics is not None:
             metrics.close()
-        if config.pidfile:
-            with contextlib.suppress(OSError):
-                os.unlink(config.pidfile)
-
-
-def _check_start_up(config: PenConfig, addresses: dict[str, str]) -> None:
-    """Open the log and run -F and -o on a throw-away state.
-
-    Done before going to the background, so that a typo in any of them is a
-    one-line error and a non-zero exit on the terminal, not a silent death.
-    """
-    loop = asyncio.new_event_loop()
-    try:
-        state = build_state(config, loop, addresses)
-        try:
-            controller = Controller(state)
-            if config.cfgfile:
-                controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
-            controller.run_lines(list(config.commands), "-o")
-        finally:
-            state.close()
-    finally:
-        loop.close()
 
 
 def _read_commands(path: str) -> list[str]:
@@ -185,8 +133,12 @@ async def serve(
     control: socket.socket | None,
     tls: ssl.SSLContext | None,
     collector: PenCollector,
+    ready: Callable[[], None] = lambda: None,
 ) -> None:
-    """The event loop's part: serve until told to stop, then drain."""
+    """The event loop's part: serve until told to stop, then drain.
+
+    `ready` is called once pen listens (with -F and -o applied, the log open).
+    """
     loop = asyncio.get_running_loop()
     state = build_state(config, loop, addresses)
     collector.state = state
@@ -222,13 +174,15 @@ async def serve(
         except (PentoolsError, OSError) as exc:
             log.error("HUP: %s", exc)
 
-    for signum, handler in (
-        (signal.SIGTERM, stop.set),
-        (signal.SIGINT, stop.set),
-        (signal.SIGHUP, reload),
-        (signal.SIGUSR1, write_webstats),
-    ):
-        loop.add_signal_handler(signum, handler)
+    process.handle_signals(
+        loop,
+        {
+            signal.SIGTERM: stop.set,
+            signal.SIGINT: stop.set,
+            signal.SIGHUP: reload,
+            signal.SIGUSR1: write_webstats,
+        },
+    )
 
     await front.start()
     control_server = None
@@ -236,6 +190,7 @@ async def serve(
         control_server = await loop.create_server(lambda: ControlProtocol(controller), sock=control)
     state.debug(f"listening on {state.listen_description}")
     ticker = _periodically(loop, _TICK, lambda: state.tick(loop.time()))
+    ready()
     await stop.wait()
     front.stop()
     if control_server is not None:

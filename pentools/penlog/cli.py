@@ -9,7 +9,7 @@ import sys
 import click
 
 from pentools.core.addresses import parse_port
-from pentools.core.cli import run_command, version_option
+from pentools.core.cli import run_command, tool_logger, version_option
 from pentools.penlog.sender import Sender, SenderConfig
 
 EPILOG = """\b
@@ -53,7 +53,7 @@ def command(server: str, port: str, my_ip: str | None, show_stats: bool) -> None
     finally:
         sender.close()
         if show_stats:
-            print(f"penlog: {sender.stats.summary()}", file=sys.stderr)
+            tool_logger("penlog").info("%s", sender.stats.summary())
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ unchanged.
     "-j",
     "chroot",
     metavar="DIR",
-    help="Run chrooted in DIR (the log path is then inside it for HUP).",
+    help="Run chrooted in DIR; the -l and -p paths are then inside it.",
 )
 @click.option(
     "-l", "logfile", metavar="LOGFILE", help="Append the joined log here (default: stdout)."
@@ -70,7 +70,10 @@ unchanged.
     "-p", "pidfile", metavar="PIDFILE", help="Write the process id here; removed at exit."
 )
 @click.option(
-    "-u", "user", metavar="USER", help="Run as USER once the port is bound and the log opened."
+    "-u",
+    "user",
+    metavar="USER",
+    help="Run as USER once the port is bound; -l and -p are opened as USER.",
 )
 @click.option(
     "-a",

@@ -9,26 +9,26 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import logging.handlers
-import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, cast
 
 import asyncio_dgram
 from asyncio_dgram.aio import DatagramStream
 
-from pentools.core.addresses import address_family, format_host_port
-from pentools.core.errors import AddressError, ListenError, OutputFileError, PentoolsError
-from pentools.penlogd import daemon
+from pentools.core import process
+from pentools.core.addresses import format_host_port
+from pentools.core.cli import tool_logger
+from pentools.core.errors import OutputFileError, PentoolsError, StartupError
+from pentools.core.sockets import bind_socket
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
 from pentools.penlogd.metrics import PenlogdMetrics
 from pentools.penlogd.receiver import BatchReceiver
 
-log = logging.getLogger("penlogd")
+log = logging.getLogger("pentools.penlogd")
 
 #: How often waiting lines are released and the output flushed: a joined
 #: line reaches the file at most this late (plus its wait).
@@ -38,48 +38,21 @@ TICK = 0.1
 #: gets a turn.
 BATCHES = 8
 
-#: SO_RCVBUFFORCE exceeds net.core.rmem_max when we may (root); else SO_RCVBUF.
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-
 
 def open_sockets(config: PenlogdConfig) -> list[socket.socket]:
-    """Bind the UDP sockets: the given addresses, or ``::`` for IPv6 and IPv4 both."""
-    addresses = config.addresses or ("::",)
+    """Bind the UDP sockets: the given addresses, or every address (IPv6 and IPv4)."""
+    addresses: tuple[str | None, ...] = config.addresses or (None,)
     sockets: list[socket.socket] = []
     try:
         for address in addresses:
-            sockets.append(_bind(address, config.port, config.rcvbuf, dual=not config.addresses))
+            sockets.append(
+                bind_socket(address, config.port, udp=True, receive_buffer=config.rcvbuf)
+            )
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
     return sockets
-
-
-def _bind(address: str, port: int, rcvbuf: int, dual: bool) -> socket.socket:
-    family = address_family(address)
-    try:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-    except OSError as exc:
-        if dual:  # no IPv6 on this host: all of IPv4 then
-            return _bind("0.0.0.0", port, rcvbuf, dual=False)
-        raise AddressError(address, exc.strerror or str(exc)) from None
-    try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
-        _grow_receive_buffer(sock, rcvbuf)
-        sock.bind((address, port))
-    except OSError as exc:
-        sock.close()
-        raise ListenError(format_host_port(address, port), exc.strerror or str(exc)) from None
-    return sock
-
-
-def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, size)
-    except OSError:  # not privileged: the kernel caps it at net.core.rmem_max
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 class LogOutput:
@@ -139,11 +112,10 @@ class PenlogdServer:
         self.metrics = PenlogdMetrics(self.join, self.sockets, config.metrics, config.stats_file)
 
     def start(self) -> None:
-        """Bind the sockets and open the log: errors here are the user's to fix."""
+        """Bind the sockets and the metrics port (as root if so started: ports under 1024)."""
         self.sockets[:] = open_sockets(self.config)
         try:
             self.metrics.bind()
-            self.output.open()
         except BaseException:
             self.close_sockets()
             raise
@@ -163,15 +135,23 @@ class PenlogdServer:
             parts.append(f"metrics at http://{self.metrics.server.listening}/metrics")
         return "listening on " + ", ".join(parts)
 
-    async def serve(self) -> JoinCounters:
-        """Run until TERM or INT; then drain, flush and return the counters."""
+    async def serve(self, ready: Callable[[], None] = lambda: None) -> JoinCounters:
+        """Run until TERM or INT; then drain, flush and return the counters.
+
+        `ready` is called once the sockets are read and the signals obeyed.
+        """
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         streams = [await asyncio_dgram.from_socket(sock) for sock in self.sockets]
-        loop.add_signal_handler(signal.SIGHUP, self._rotate)
-        loop.add_signal_handler(signal.SIGUSR1, self._report)
-        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        forget_signals = process.handle_signals(
+            loop,
+            {
+                signal.SIGHUP: self._rotate,
+                signal.SIGUSR1: self._report,
+                signal.SIGTERM: self._stopping.set,
+                signal.SIGINT: self._stopping.set,
+            },
+        )
         receivers = [BatchReceiver(sock) for sock in self.sockets]
         readers = [
             asyncio.create_task(self._read(stream, receiver))
@@ -179,6 +159,7 @@ class PenlogdServer:
         ]
         ticker = asyncio.create_task(self._tick())
         self.metrics.serve()
+        ready()
         await self._stopping.wait()
         ticker.cancel()
         # Nothing that reached us is lost: what the kernel still holds is read
@@ -191,8 +172,7 @@ class PenlogdServer:
             self.join.receive(data, source, loop.time())
         self.join.release_all()
         self._write_output()
-        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        forget_signals()
         self.output.close()
         self.metrics.write_json()
         return self.join.sync_counters()
@@ -263,16 +243,8 @@ def _drain(receiver: BatchReceiver) -> Iterator[tuple[bytes, str]]:
 
 def setup_logging(config: PenlogdConfig, to_syslog: bool) -> None:
     """Diagnostics to stderr in the foreground, to syslog (facility user) detached."""
-    handler: logging.Handler
-    if to_syslog and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter("penlogd[%(process)d]: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("penlogd: %(message)s"))
-    log.handlers[:] = [handler]
-    log.propagate = False
-    log.setLevel(logging.DEBUG if config.debug > 1 else logging.INFO)
+    level = logging.DEBUG if config.debug > 1 else logging.INFO
+    tool_logger("penlogd", level=level, syslog=to_syslog)
 
 
 def tune_garbage_collector() -> None:
@@ -287,33 +259,38 @@ def tune_garbage_collector() -> None:
 
 
 def run(config: PenlogdConfig) -> JoinCounters:
-    """Start penlogd: bind, open, detach (unless foreground), confine, serve."""
+    """Start penlogd: bind, detach (unless foreground), confine, open, serve.
+
+    The log and PID file are opened after `confine`, as USER and inside the
+    chroot, like the C penlogd: HUP can then reopen what start-up opened.
+    The starting command exits once penlogd receives, or with its error.
+    """
     setup_logging(config, to_syslog=False)
-    account = daemon.lookup_user(config.user)
+    account = process.lookup_user(config.user)
     server = PenlogdServer(config)  # compiles --log-format: a bad one is reported here
     server.start()
     if config.debug:
         log.info(server.describe())
-    if not config.foreground:
-        daemon.detach(keep_stdout=config.logfile is None)
-        setup_logging(config, to_syslog=True)
     try:
-        if config.pidfile is not None:
-            daemon.write_pidfile(config.pidfile)
-        daemon.confine(config.chroot, account)
-        tune_garbage_collector()
-        counters = asyncio.run(server.serve())
+        with process.start(
+            foreground=config.foreground, keep_stdout=config.logfile is None
+        ) as startup:
+            if startup.detached:
+                setup_logging(config, to_syslog=True)
+            process.confine(config.chroot, account)
+            server.output.open()
+            with process.pid_file(config.pidfile, log.warning):
+                tune_garbage_collector()
+                counters = asyncio.run(server.serve(startup.ready))
+    except StartupError:
+        raise  # the starting command: the daemon's reason, said once, by the CLI
     except PentoolsError as exc:
-        if not config.foreground:  # stderr is gone: say it in syslog
+        if not config.foreground:  # stderr is gone: say it in syslog too
             log.error("%s", exc)
         raise
     finally:
         server.close_sockets()
         server.output.close()
-        if config.pidfile is not None:
-            problem = daemon.remove_pidfile(config.pidfile)
-            if problem:
-                log.warning("could not remove %s: %s", config.pidfile, problem)
     if config.debug:
         log.info("exiting: %s", counters.summary())
     return counters

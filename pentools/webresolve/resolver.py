@@ -39,6 +39,7 @@ import dns.resolver
 
 from pentools.core.addresses import HostPort, address_family, normalize_ip, parse_host_port
 from pentools.core.errors import AddressError
+from pentools.core.sockets import size_receive_buffer
 from pentools.webresolve import wire
 from pentools.webresolve.flow import InFlightControl
 from pentools.webresolve.hostnames import host_name_from_labels
@@ -161,21 +162,10 @@ class _Channel:
         self.server = index
         self.socket = socket.socket(family, socket.SOCK_DGRAM)
         self.socket.setblocking(False)
-        self.receive_buffer = _grow_receive_buffer(self.socket)
+        self.receive_buffer = size_receive_buffer(self.socket, RECEIVE_BUFFER)
         # connect() makes the kernel drop datagrams from any other source.
         self.socket.connect((server.host, server.port))
         self.in_flight: dict[int, _Sent] = {}
-
-
-def _grow_receive_buffer(sock: socket.socket) -> int:
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
-    try:
-        if force is None:
-            raise PermissionError
-        sock.setsockopt(socket.SOL_SOCKET, force, RECEIVE_BUFFER)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
 class Resolver:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Processes, free_port, run_tool
 from tests.core.test_metrics import proc_net_udp
+from tests.daemons import USER, require_root, user_dir
 from tests.penlogd.live import (
     COMMON_TIME,
     Penlogd,
@@ -191,17 +192,19 @@ def test_a_busy_metrics_port_stops_the_start_on_the_terminal() -> None:
 def test_a_detached_penlogd_serves_metrics_as_nobody_in_a_jail(
     tmp_path: Path, daemon_pidfiles: list[Path]
 ) -> None:
+    # The metrics port is bound before the jail; -l and -p are opened inside it, as nobody.
+    require_root()
     jail = tmp_path / "jail"
     jail.mkdir()
+    logs = user_dir(jail, "logs")
     port, metrics = free_port("::", socket.SOCK_DGRAM), free_port()
-    pidfile = tmp_path / "d.pid"
+    pidfile = logs / "d.pid"
     daemon_pidfiles.append(pidfile)
-    args = ["-p", str(pidfile), "-l", str(tmp_path / "d.log"), "--metrics", str(metrics)]
-    if os.geteuid() == 0:
-        args += ["-j", str(jail), "-u", "nobody"]
+    args = ["-p", "/logs/d.pid", "-l", "/logs/d.log", "--metrics", str(metrics)]
+    args += ["-j", str(jail), "-u", USER]
     started = run_tool("penlogd", *args, str(port), timeout=20)
     assert started.returncode == 0, started.stderr
-    wait_until(pidfile.exists, what="the PID file")
+    assert pidfile.exists()  # the starting command returns once the daemon is ready
     with sender(WEB1) as web:
         web.sendto(web_line("/detached", 1), ("127.0.0.1", port))
     wait_until(lambda: scrape(f"127.0.0.1:{metrics}")["penlogd_datagrams_total"] == 1)
@@ -210,4 +213,4 @@ def test_a_detached_penlogd_serves_metrics_as_nobody_in_a_jail(
     pid = int(pidfile.read_text())
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="the daemon to exit")
-    pidfile.unlink(missing_ok=True)  # outside the jail: nobody could not remove it
+    assert not pidfile.exists()  # its owner removed it, from inside the jail

@@ -8,22 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from pentools.core.addresses import address_family
+from pentools.core.sockets import bind_socket
 from pentools.penlogd.receiver import BatchReceiver
 from tests.penlogd.live import sender
 
 
 def _receiving(host: str, dual: bool = False) -> socket.socket:
-    sock = socket.socket(address_family(host), socket.SOCK_DGRAM)
-    if dual:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    try:  # room for every datagram a test sends before reading (as root)
-        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.bind((host, 0))
-    sock.setblocking(False)
-    return sock
+    """penlogd's own kind of socket, with room for every datagram a test sends first."""
+    return bind_socket(None if dual else host, udp=True, receive_buffer=8 << 20)
 
 
 def _drain(receiver: BatchReceiver, one_by_one: bool = False) -> Iterator[tuple[bytes, str]]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
 
-from tests.conftest import Processes
+from tests.conftest import Processes, free_port, tool_argv, tool_env
+from tests.daemons import USER, owner, process_user, require_root, user_dir
 from tests.penlogd.live import Penlogd, common_line, sender, wait_until
 
 WEB = "127.0.0.11"
@@ -91,23 +95,43 @@ def test_usr1_reports_the_counters(processes: Processes, tmp_path: Path) -> None
     daemon.stop()
 
 
-def test_chroot_and_user_then_a_failed_rotation_keeps_logging(
+def test_chroot_and_user_rotate_then_a_failed_rotation_keeps_logging(
     processes: Processes, tmp_path: Path
 ) -> None:
+    # Like the C penlogd, -l and -p are opened as -u's user inside -j's jail.
+    require_root()
     jail = tmp_path / "jail"
     jail.mkdir()
-    daemon = Penlogd(processes, tmp_path, "--wait", "0", "-j", str(jail), "-u", "nobody")
-    stream_lines(daemon.port, 10, rate=1e9)
-    wait_until(lambda: len(daemon.lines()) == 10, what="lines before HUP")
-    # The log's path does not exist inside the jail: the reopen fails, the
-    # old file stays in use and nothing is lost.
-    daemon.process.send_signal(signal.SIGHUP)
-    assert daemon.process.stderr is not None
-    assert b"still writing" in daemon.process.stderr.readline()
+    logs = user_dir(jail, "logs")
+    port = free_port("::", socket.SOCK_DGRAM)
+    argv = ["-f", "--wait", "0", "-j", str(jail), "-u", USER]
+    argv += ["-l", "/logs/access_log", "-p", "/logs/penlogd.pid", str(port)]
+    process = processes.start(tool_argv("penlogd", *argv), stderr=subprocess.PIPE, env=tool_env())
+    wait_until(lambda: (logs / "penlogd.pid").exists(), what="the PID file")
+    log = logs / "access_log"
+    stream_lines(port, 10, rate=1e9)
+    wait_until(lambda: len(log.read_bytes().splitlines()) == 10, what="lines before HUP")
+    log.rename(logs / "access_log.1")
+    process.send_signal(signal.SIGHUP)  # the rotation works: nobody may write in logs/
+    assert process.stderr is not None
+    assert process.stderr.readline() == b"penlogd: reopened /logs/access_log\n"
+    assert owner(log) == USER
+    # Now the directory is root's: the reopen fails, the old file stays in
+    # use and nothing is lost.
+    os.chown(logs, 0, 0)
+    log.rename(logs / "access_log.2")
+    process.send_signal(signal.SIGHUP)
+    assert b"still writing" in process.stderr.readline()
     with sender(WEB) as sock:
-        sock.sendto(common_line("/n10"), ("127.0.0.1", daemon.port))
-    wait_until(lambda: len(daemon.lines()) == 11, what="a line after HUP")
-    assert os.stat(f"/proc/{daemon.process.pid}").st_uid == 65534  # nobody
-    assert os.readlink(f"/proc/{daemon.process.pid}/root") == str(jail)
-    lines, _ = daemon.stop()
-    assert sorted(numbers(lines)) == list(range(11))
+        sock.sendto(common_line("/n10"), ("127.0.0.1", port))
+    wait_until(lambda: (logs / "access_log.2").read_bytes().count(b"\n") == 1, what="after HUP")
+    assert process_user(process.pid) == USER
+    assert os.readlink(f"/proc/{process.pid}/root") == str(jail)
+    shutil.chown(logs, USER)
+    process.terminate()
+    assert process.wait(timeout=20) == 0
+    assert not (logs / "penlogd.pid").exists()
+    lines = [logs / name for name in ("access_log.1", "access_log.2")]
+    assert sorted(numbers([line for f in lines for line in f.read_bytes().splitlines()])) == list(
+        range(11)
+    )
