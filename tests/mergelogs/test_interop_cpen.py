@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port, http_get, require_program, run_tool
+from tests.conftest import Processes, free_port, http_get, require_c_tool, run_tool
 
 BACKEND = "127.0.0.31"
 ZONE = timezone(timedelta(hours=1))  # the backend logs in +0100, pen in Unix time
@@ -81,7 +81,7 @@ def wait_listening(port: int, timeout: float = 10) -> None:
 def test_c_pen_log_through_our_mergelogs(
     tmp_path: Path, processes: Processes, backend: tuple[int, Path]
 ) -> None:
-    pen = require_program("pen")
+    pen = require_c_tool("pen")
     backend_port, access_log = backend
     port, pen_log = free_port(), tmp_path / "pen.log"
     process = processes.start(

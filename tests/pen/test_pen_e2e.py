@@ -21,6 +21,7 @@ from tests.pen.support import (
     read_response,
     start_backend,
     start_pen,
+    start_with_control,
 )
 
 PEN_HOST = "127.0.40.1"
@@ -303,11 +304,14 @@ def test_a_listen_address_in_use_is_one_line() -> None:
     )
 
 
-def test_control_port_as_root_needs_u() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("only meaningful as root")
-    result = run_tool("pen", "-f", "-C", str(free_port(PEN_HOST)), f"{PEN_HOST}:1", "h:80")
-    assert result.returncode != 0 and b"use -u" in result.stderr
+def test_control_port_as_root_needs_u(processes: Processes) -> None:
+    if os.geteuid() == 0:
+        result = run_tool("pen", "-f", "-C", str(free_port(PEN_HOST)), f"{PEN_HOST}:1", "h:80")
+        assert result.returncode != 0 and b"use -u" in result.stderr
+    else:  # the rule is root's only: any other user gets a control port without -u
+        assert not as_root_args()
+        _, _, ctl = start_with_control(processes, PEN_HOST, [f"{BACKENDS[0]}:80"])
+        assert penctl(PEN_HOST, ctl, "mode").startswith("no hash ")
 
 
 def test_daemon_mode_writes_pid_file_and_stops_on_term(

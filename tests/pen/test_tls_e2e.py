@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port, require_program, run_tool, tool_argv, tool_env
+from tests.conftest import (
+    Processes,
+    free_port,
+    require_c_tool,
+    require_program,
+    run_tool,
+    tool_argv,
+    tool_env,
+)
 from tests.pen.support import DEADLINE, read_response, start_backend, start_pen, wait_bound
 
 PEN_HOST = "127.0.66.1"
@@ -227,7 +235,7 @@ def test_m_and_p_serve_a_burst(processes: Processes) -> None:
 
 
 def test_c_pen_and_ours_refuse_the_same_clients(processes: Processes, pki: Pki) -> None:
-    c_pen = require_program("pen")
+    c_pen = require_c_tool("pen")
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
     cert, key = map(str, pki.server)
     options = ["-E", cert, "-K", key, "-G", str(pki.ca), "-R"]
