@@ -164,3 +164,15 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     output = ["-days", "1", "-keyout", str(key), "-out", str(cert)]
     subprocess.run([require_program("openssl"), *request, *output], check=True, capture_output=True)
     return cert, key
+
+
+def listen_queue(port: int) -> tuple[int, int]:
+    """The listening TCP socket on `port`, from ``ss -ltn``: (connections waiting
+    to be accepted, backlog)."""
+    ss = require_program("ss")
+    output = subprocess.run(
+        [ss, "-Hltn", f"sport = :{port}"], check=True, capture_output=True, text=True
+    ).stdout
+    (line,) = output.splitlines()
+    waiting, backlog = line.split()[1:3]
+    return int(waiting), int(backlog)

@@ -25,7 +25,14 @@ from tests.conftest import (
     tool_argv,
     tool_env,
 )
-from tests.pen.support import DEADLINE, read_response, start_backend, start_pen, wait_bound
+from tests.pen.support import (
+    DEADLINE,
+    listen_queue,
+    read_response,
+    start_backend,
+    start_pen,
+    wait_bound,
+)
 
 PEN_HOST = "127.0.66.1"
 BACKEND = "127.0.66.2"
@@ -197,26 +204,16 @@ def test_tls1_runs_or_fails_at_start_with_one_line(processes: Processes, pki: Pk
         assert len(lines) == 1 and "-L tls1" in lines[0] and "refuses it" in lines[0], lines
 
 
-def listen_queue(port: int) -> int:
-    """The Send-Q column of `ss -ltn` for the listening socket: its backlog."""
-    ss = require_program("ss")
-    output = subprocess.run(
-        [ss, "-Hltn", f"sport = :{port}"], check=True, capture_output=True, text=True
-    ).stdout
-    (line,) = output.splitlines()
-    return int(line.split()[2])
-
-
 def test_q_sets_the_backlog_plain_and_tls(processes: Processes, pki: Pki) -> None:
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
     plain = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, plain, "-q", "77", "--", backend)
-    assert listen_queue(plain) == 77
+    assert listen_queue(plain)[1] == 77
     default = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, default, "--", backend)
-    assert listen_queue(default) == 1024
+    assert listen_queue(default)[1] == 1024
     tls, _ = start_tls_pen(processes, pki, "-q", "33")
-    assert listen_queue(tls) == 33
+    assert listen_queue(tls)[1] == 33
     assert request(tls, client_context(pki, None))[0] == "b"
 
 
