@@ -167,12 +167,20 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 def listen_queue(port: int) -> tuple[int, int]:
-    """The listening TCP socket on `port`, from ``ss -ltn``: (connections waiting
-    to be accepted, backlog)."""
-    ss = require_program("ss")
-    output = subprocess.run(
-        [ss, "-Hltn", f"sport = :{port}"], check=True, capture_output=True, text=True
-    ).stdout
-    (line,) = output.splitlines()
-    waiting, backlog = line.split()[1:3]
+    """The listening TCP socket on `port`: (connections waiting to be accepted, backlog)."""
+    (line,) = _ss("listening", f"sport = :{port}")
+    waiting, backlog = line.split()[:2]
     return int(waiting), int(backlog)
+
+
+def unread_bytes(local: tuple[str, int], peer: tuple[str, int]) -> int:
+    """Bytes in the receive queue of the TCP socket local -> peer, not yet read by its owner."""
+    (line,) = _ss("established", f"src {local[0]}:{local[1]} and dst {peer[0]}:{peer[1]}")
+    return int(line.split()[0])
+
+
+def _ss(state: str, selector: str) -> list[str]:
+    """``ss -tn`` for the TCP sockets in `state` that match `selector`, one line each:
+    Recv-Q, Send-Q, local address, peer address."""
+    argv = [require_program("ss"), "-Htn", "state", state, selector]
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.splitlines()
