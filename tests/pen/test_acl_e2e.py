@@ -105,22 +105,26 @@ def test_control_acl_refuses_penctl_from_elsewhere(processes: Processes) -> None
     _, ctl = start_ours(
         processes, start_farm(processes), "-o", f"acl 3 permit {ALLOWED}", "-o", "control_acl 3"
     )
+    no_hash = "no hash no roundrobin no stubborn no weight no prio\n"
     assert control(ctl, "control_acl", source=ALLOWED) == "3\n"
+    # from elsewhere: closed without a reply, and the command is not carried out
     assert control(ctl, "mode", source=DENIED) is None
-    # our penctl connects from 127.0.0.1, which list 3 does not permit either
+    assert control(ctl, "hash", source=DENIED) is None
+    assert control(ctl, "mode", source=ALLOWED) == no_hash
+    # our penctl connects from 127.0.0.1, which list 3 does not permit either: pen
+    # closes without a word, so penctl prints nothing (as for a command that sets
+    # something) and the command is not carried out
     result = subprocess.run(
-        tool_argv("penctl", f"{PEN_HOST}:{ctl}", "mode"),
+        tool_argv("penctl", f"{PEN_HOST}:{ctl}", "hash"),
         env=tool_env(),
         capture_output=True,
         timeout=30,
     )
-    assert result.stdout == b""
-    # the refused command was not executed
-    control(ctl, "hash", source=DENIED)
-    assert (
-        control(ctl, "mode", source=ALLOWED)
-        == "no hash no roundrobin no stubborn no weight no prio\n"
-    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert control(ctl, "mode", source=ALLOWED) == no_hash
+    # the same command from the permitted address is carried out
+    assert control(ctl, "hash", source=ALLOWED) is None  # setting replies nothing
+    assert control(ctl, "mode", source=ALLOWED) == "hash" + no_hash[len("no hash") :]
 
 
 def test_lists_in_a_cfg_file_round_trip(processes: Processes, tmp_path: Path) -> None:
