@@ -112,15 +112,19 @@ def test_control_acl_refuses_penctl_from_elsewhere(processes: Processes) -> None
     assert control(ctl, "hash", source=DENIED) is None
     assert control(ctl, "mode", source=ALLOWED) == no_hash
     # our penctl connects from 127.0.0.1, which list 3 does not permit either: pen
-    # closes without a word, so penctl prints nothing (as for a command that sets
-    # something) and the command is not carried out
+    # closes without a word, so penctl prints no reply, and the command is not
+    # carried out. (pen may close before it has read the command: then the close
+    # is a reset, which penctl reports as an error.)
     result = subprocess.run(
         tool_argv("penctl", f"{PEN_HOST}:{ctl}", "hash"),
         env=tool_env(),
         capture_output=True,
         timeout=30,
     )
-    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert (result.returncode, result.stdout, result.stderr) in (
+        (0, b"", b""),
+        (1, b"", f"penctl: {PEN_HOST}:{ctl}: Connection reset by peer\n".encode()),
+    )
     assert control(ctl, "mode", source=ALLOWED) == no_hash
     # the same command from the permitted address is carried out
     assert control(ctl, "hash", source=ALLOWED) is None  # setting replies nothing
