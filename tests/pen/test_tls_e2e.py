@@ -7,7 +7,10 @@ of another CA that pen must not accept with -R.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -217,18 +220,42 @@ def test_q_sets_the_backlog_plain_and_tls(processes: Processes, pki: Pki) -> Non
     assert request(tls, client_context(pki, None))[0] == "b"
 
 
-def test_m_and_p_serve_a_burst(processes: Processes) -> None:
+def test_m_and_p_serve_a_burst(processes: Processes, tmp_path: Path) -> None:
+    """-m N: at most N accepts per wake-up, N when that many wait; -P: still epoll.
+
+    Seen in pen's system calls (strace): accept4 between two epoll waits.
+    """
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
-    port = free_port(PEN_HOST)
-    start_pen(processes, PEN_HOST, port, "-m", "1", "-P", "--", backend)
+    port, trace = free_port(PEN_HOST), tmp_path / "pen.strace"
+    syscalls = "trace=accept4,epoll_wait,epoll_pwait,poll,ppoll,select,pselect6"
+    strace = [require_program("strace"), "-f", "-qq", "-e", syscalls, "-o", str(trace)]
+    pen_argv = tool_argv("pen", "-f", "-m", "4", "-P", f"{PEN_HOST}:{port}", backend)
+    traced = processes.start([*strace, *pen_argv], env=tool_env(), stderr=subprocess.PIPE)
+    wait_bound(PEN_HOST, port, traced)
+    children = Path(f"/proc/{traced.pid}/task/{traced.pid}/children")
+    (pen_pid,) = map(int, children.read_text().split())
+    os.kill(pen_pid, signal.SIGSTOP)  # the whole burst waits in the queue before pen wakes
     clients = [socket.create_connection((PEN_HOST, port), timeout=DEADLINE) for _ in range(40)]
     try:
-        for conn in clients:  # all queued before pen accepts them, one per wake-up
+        for conn in clients:
             conn.sendall(b"GET /burst HTTP/1.1\r\nHost: x\r\n\r\n")
+        os.kill(pen_pid, signal.SIGCONT)
         assert [read_response(conn)[0] for conn in clients] == ["b"] * 40
     finally:
         for conn in clients:
             conn.close()
+    os.kill(pen_pid, signal.SIGTERM)
+    assert traced.wait(timeout=DEADLINE) == 0  # strace exits with pen's status
+    calls = re.findall(r"^\d+ +(\w+)\(.*= (-?\d+)", trace.read_text(), re.MULTILINE)
+    accepts_per_wakeup, accepted = [], 0
+    for name, result in calls:
+        if name == "accept4":
+            accepted += int(result) >= 0
+        elif accepted:
+            accepts_per_wakeup.append(accepted)
+            accepted = 0
+    assert accepts_per_wakeup == [4] * 10
+    assert {name for name, _ in calls} <= {"accept4", "epoll_wait", "epoll_pwait"}
 
 
 def test_c_pen_and_ours_refuse_the_same_clients(processes: Processes, pki: Pki) -> None:
