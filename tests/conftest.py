@@ -1,27 +1,79 @@
 """Shared test helpers: our own commands as real subprocesses, free ports, real parts.
 
-Real external programs (the C pen suite, apache2, dnsmasq, goaccess, chromium,
-...) are looked up with `require_program`: missing means skip on a developer
-machine, but *fail* when ``CI=true``, because CI must prove every real part.
+Real external programs (apache2, dnsmasq, goaccess, chromium, ...) are looked
+up with `require_program`, the reference C tools of the Debian ``pen`` package
+with `require_c_tool` (never one of ours by the same name): missing means skip
+on a developer machine, but *fail* when ``CI=true``, because CI must prove every
+real part. Under ``CI=true`` any other skip fails the run too (the hooks below).
+No process the tests start may leave a core file behind (`pytest_configure`).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_LOGS = REPO_ROOT / "sample_logs"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The Debian package of the reference C tools (pen, penctl, penlog, penlogd, mergelogs).
+C_PACKAGE = "pen"
+C_TOOLS = ("pen", "penctl", "penlog", "penlogd", "mergelogs")
+
+
+def in_ci() -> bool:
+    """Whether this run is CI, where every real part must be proven (``CI=true``)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No core files (``ulimit -Hc 0``): the C pen can crash, and its cwd may be this checkout.
+
+    Every process the tests start inherits the limit. The hard limit too:
+    the C pen raises its soft limit to the hard one at start.
+    """
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true a skipped (or xfailed) test is a failure: CI must prove everything."""
+    return _fail_if_skipped_in_ci((yield))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """The same for a whole module skipped at collection (importorskip, allow_module_level)."""
+    return _fail_if_skipped_in_ci((yield))
+
+
+Report = TypeVar("Report", pytest.TestReport, pytest.CollectReport)
+
+
+def _fail_if_skipped_in_ci(report: Report) -> Report:
+    if report.skipped and in_ci():
+        if hasattr(report, "wasxfail"):
+            reason = f"xfail {report.wasxfail}"
+        else:
+            longrepr = report.longrepr
+            reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
+    return report
 
 
 def tool_argv(tool: str, *args: str) -> list[str]:
@@ -46,16 +98,69 @@ def run_tool(tool: str, *args: str, **kwargs: object) -> subprocess.CompletedPro
 
 
 def require_program(name: str) -> str:
-    """The path of an external program; skip without it, but fail under CI=true."""
+    """The path of an external program; skip without it, but fail under CI=true.
+
+    Not for the C tools, which our own commands could stand in for on PATH:
+    those come from `require_c_tool`.
+    """
+    assert name not in C_TOOLS, f"require_c_tool({name!r}), not require_program"
     path = shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
     )
     if path is None:
-        message = f"{name} is not installed (scripts/test installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"{name} is not installed (scripts/test installs it)")
     return path
+
+
+def _missing(message: str) -> NoReturn:
+    """Skip for want of a real part; fail under CI=true."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_c_tool(name: str) -> str:
+    """The reference C `name` (pen, penctl, ...) from the Debian package, never ours.
+
+    Our console scripts carry the same names, so PATH is not consulted: the
+    path comes from the package's file list, and `not_a_reference_tool` refuses
+    anything that could be our own tool (see there).
+    """
+    dpkg_query = require_program("dpkg-query")
+    listed = subprocess.run(
+        [dpkg_query, "-L", C_PACKAGE], capture_output=True, text=True, timeout=30
+    ).stdout.splitlines()
+    paths = [p for p in listed if p in (f"/usr/bin/{name}", f"/usr/sbin/{name}")]
+    if not paths:
+        _missing(f"{name}: not in the Debian package {C_PACKAGE!r} (scripts/test installs it)")
+    problem = not_a_reference_tool(Path(paths[0]))
+    if problem:
+        pytest.fail(f"{paths[0]} is not the reference C {name}: {problem}")
+    return paths[0]
+
+
+def not_a_reference_tool(path: Path) -> str | None:
+    """Why `path` cannot be a reference C tool, or None when it can be one.
+
+    Refused: anything (after symlinks) under this checkout, an activated
+    virtual environment or this Python's prefix, where our console scripts
+    live (not when that prefix is the system's own /usr, as for Debian's
+    python3, which also holds the C tools); and anything that is not an ELF
+    binary, as our tools are Python scripts.
+    """
+    real = path.resolve()
+    homes = {REPO_ROOT, Path(sys.prefix), Path(os.environ.get("VIRTUAL_ENV") or REPO_ROOT)}
+    for home in homes - {Path("/usr"), Path("/")}:
+        if real.is_relative_to(home.resolve()):
+            return f"it is under {home}, where our own tools are"
+    try:
+        with real.open("rb") as binary:
+            magic = binary.read(4)
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    if magic != b"\x7fELF":
+        return "it is not an ELF binary (our tools are Python scripts)"
+    return None
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:

@@ -1,70 +1,46 @@
-"""The real C pen writes pen.log; our mergelogs joins it with a real backend's log."""
+"""The real C pen writes pen.log; our mergelogs joins it with a real Apache httpd's log."""
 
 from __future__ import annotations
 
+import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port, http_get, require_program, run_tool
+from tests.apache import Apache
+from tests.conftest import (
+    Processes,
+    free_port,
+    http_get,
+    require_c_tool,
+    require_program,
+    run_tool,
+)
 
 BACKEND = "127.0.0.31"
-ZONE = timezone(timedelta(hours=1))  # the backend logs in +0100, pen in Unix time
-MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-
-class LoggingBackend(ThreadingHTTPServer):
-    """A small real web server that writes a common-format access log."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.log_file = log_path.open("a")
-        self.lock = threading.Lock()
-        super().__init__((BACKEND, port), Handler)
-
-    def server_close(self) -> None:
-        super().server_close()
-        self.log_file.close()
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    server: LoggingBackend
-
-    def do_GET(self) -> None:
-        body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        now = datetime.now(ZONE)
-        stamp = f"{now:%d}/{MONTHS[now.month - 1]}/{now:%Y:%H:%M:%S %z}"
-        with self.server.lock:
-            self.server.log_file.write(
-                f'{self.client_address[0]} - - [{stamp}] "{self.requestline}" {code} 3\n'
-            )
-            self.server.log_file.flush()
+#: The backend logs in +0100 (a POSIX zone without summer time), pen in Unix time.
+ZONE = "<+01>-1"
 
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    port, log_path = free_port(BACKEND), tmp_path / "access_log"
-    server = LoggingBackend(port, log_path)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """Apache httpd on BACKEND, writing a common-format access log in +0100."""
+    access_log = tmp_path / "access_log"
+    apache = Apache(
+        require_program("apache2"),
+        tmp_path / "apache",
+        BACKEND,
+        str(access_log),
+        env=dict(os.environ, TZ=ZONE),
+    )
+    apache.start()
     try:
-        yield port, log_path
+        yield apache.port, access_log
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        apache.stop()
 
 
 def wait_listening(port: int, timeout: float = 10) -> None:
@@ -78,10 +54,19 @@ def wait_listening(port: int, timeout: float = 10) -> None:
     raise AssertionError(f"nothing listens on port {port}")
 
 
+def wait_lines(path: Path, count: int, timeout: float = 30) -> None:
+    """Apache writes a request's log line after its response: wait for all of them."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_bytes().count(b"\n") >= count):
+        assert time.monotonic() < deadline, f"{path} never got {count} lines"
+        time.sleep(0.05)
+
+
+@pytest.mark.realpart
 def test_c_pen_log_through_our_mergelogs(
     tmp_path: Path, processes: Processes, backend: tuple[int, Path]
 ) -> None:
-    pen = require_program("pen")
+    pen = require_c_tool("pen")
     backend_port, access_log = backend
     port, pen_log = free_port(), tmp_path / "pen.log"
     process = processes.start(
@@ -92,6 +77,7 @@ def test_c_pen_log_through_our_mergelogs(
     plan = [(f"127.0.1.{n % 6 + 1}", ["/", "/popular", f"/page/{n}"][n % 3]) for n in range(30)]
     for client, path in plan:
         http_get(port, path, client)
+    wait_lines(access_log, len(plan))
     process.terminate()
     process.wait(timeout=10)
     records = pen_log.read_text().splitlines()

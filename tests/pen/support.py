@@ -164,3 +164,23 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     output = ["-days", "1", "-keyout", str(key), "-out", str(cert)]
     subprocess.run([require_program("openssl"), *request, *output], check=True, capture_output=True)
     return cert, key
+
+
+def listen_queue(port: int) -> tuple[int, int]:
+    """The listening TCP socket on `port`: (connections waiting to be accepted, backlog)."""
+    (line,) = _ss("listening", f"sport = :{port}")
+    waiting, backlog = line.split()[:2]
+    return int(waiting), int(backlog)
+
+
+def unread_bytes(local: tuple[str, int], peer: tuple[str, int]) -> int:
+    """Bytes in the receive queue of the TCP socket local -> peer, not yet read by its owner."""
+    (line,) = _ss("established", f"src {local[0]}:{local[1]} and dst {peer[0]}:{peer[1]}")
+    return int(line.split()[0])
+
+
+def _ss(state: str, selector: str) -> list[str]:
+    """``ss -tn`` for the TCP sockets in `state` that match `selector`, one line each:
+    Recv-Q, Send-Q, local address, peer address."""
+    argv = [require_program("ss"), "-Htn", "state", state, selector]
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.splitlines()

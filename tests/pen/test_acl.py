@@ -224,23 +224,36 @@ def test_acl_commands_replies_like_the_c_pen(controller: Controller) -> None:
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "error", "message"),
     [
-        "acl",
-        "acl 10 permit 10.0.0.1",
-        "acl 1 allow 10.0.0.1",
-        "acl 1 permit country SE",
-        "no acl",
-        "no acl 12",
-        "no acl 1 2",
-        "client_acl 10",
-        "control_acl -1",
-        "server 0 acl 10",
+        ("acl", CommandError, "acl needs a list number (0 to 9)"),
+        ("acl 10 permit 10.0.0.1", AccessListError, "must be 0 to 9, not '10'"),
+        ("acl 1 allow 10.0.0.1", AccessListError, "expected permit or deny, not 'allow'"),
+        ("acl 1 permit country SE", AccessListError, "country entries need GeoIP"),
+        ("no acl", CommandError, "acl needs a list number (0 to 9)"),
+        ("no acl 12", AccessListError, "must be 0 to 9, not '12'"),
+        ("no acl 1 2", CommandError, "'no acl N' takes nothing after the list number"),
+        ("client_acl 10", AccessListError, "must be 0 to 9, not '10'"),
+        ("control_acl -1", AccessListError, "must be 0 to 9, not '-1'"),
+        ("server 0 acl 10", AccessListError, "must be 0 to 9, not '10'"),
     ],
 )
-def test_bad_acl_commands_are_errors(controller: Controller, line: str) -> None:
-    with pytest.raises((CommandError, AccessListError, TypeError)):
+def test_bad_acl_commands_are_errors(
+    controller: Controller, line: str, error: type[Exception], message: str
+) -> None:
+    controller.execute("acl 1 deny 127.0.33.2")
+    controller.execute("client_acl 1")
+    selector = controller.state.selector
+
+    def state() -> tuple[object, ...]:
+        access = selector.access
+        return access.commands(), access.client, access.control, [s.acl for s in selector.servers]
+
+    before = state()
+    with pytest.raises(error) as raised:
         controller.execute(line)
+    assert type(raised.value) is error and message in str(raised.value)
+    assert state() == before  # refused: nothing changed
 
 
 def test_write_saves_acls_and_reads_them_back(controller: Controller, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.conftest import Processes, free_port, tool_argv, tool_env
 from tests.pen.support import (
+    DEADLINE,
     http_get,
     read_response,
     self_signed_certificate,
@@ -105,13 +106,15 @@ def test_unix_socket_listen(processes: Processes, tmp_path: Path) -> None:
         env=tool_env(),
     )
     with socket.socket(socket.AF_UNIX) as conn:
-        for _ in range(200):
+        deadline = time.monotonic() + DEADLINE
+        while True:
             try:
                 conn.connect(str(path))
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 if pen.poll() is not None:
                     raise AssertionError("pen exited") from None
+                assert time.monotonic() < deadline, f"pen never listened on {path}"
                 time.sleep(0.02)
         conn.sendall(b"GET /unix HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(conn)[1].startswith(b"GET /unix ")

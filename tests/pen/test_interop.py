@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.apache import Apache
-from tests.conftest import Processes, free_port, require_program, run_tool
+from tests.conftest import Processes, free_port, require_c_tool, require_program, run_tool
 from tests.pen.support import (
     as_root_args,
     http_get,
@@ -65,7 +65,7 @@ def _requests(port: int) -> list[tuple[str, str]]:
 def test_c_penlogd_joins_our_records_with_apache_lines(
     processes: Processes, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    penlogd, penlog = require_program("penlogd"), require_program("penlog")
+    penlogd, penlog = require_c_tool("penlogd"), require_c_tool("penlog")
     log_port = free_port("0.0.0.0", socket.SOCK_DGRAM)
     merged = tmp_path / "merged.log"
     penlogd_process = processes.start([penlogd, "-f", "-l", str(merged), str(log_port)])
@@ -100,7 +100,7 @@ def test_c_penlogd_joins_our_records_with_apache_lines(
 def test_c_mergelogs_joins_our_local_log_with_apache_log(
     processes: Processes, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    mergelogs = require_program("mergelogs")
+    mergelogs = require_c_tool("mergelogs")
     # The C mergelogs reads time stamps as local time and ignores their zone
     # (SPEC §4): it only joins correctly when the logs and its zone are UTC.
     utc = dict(os.environ, TZ="UTC")
@@ -135,7 +135,7 @@ def _start_with_control(processes: Processes) -> tuple[int, int]:
 
 
 def test_c_penctl_talks_to_our_control_port(processes: Processes) -> None:
-    penctl_c = require_program("penctl")
+    penctl_c = require_c_tool("penctl")
     pen_port, ctl = _start_with_control(processes)
     http_get(PEN_HOST, pen_port, source=CLIENTS[0])
 
@@ -159,7 +159,7 @@ def test_c_penctl_talks_to_our_control_port(processes: Processes) -> None:
 
 
 def test_our_penctl_against_the_c_pen_and_ours(processes: Processes) -> None:
-    c_pen = require_program("pen")
+    c_pen = require_c_tool("pen")
     port = free_port(PEN_HOST)
     ctl = free_port(PEN_HOST)
     c_process = processes.start(

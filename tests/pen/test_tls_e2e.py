@@ -7,7 +7,10 @@ of another CA that pen must not accept with -R.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -16,8 +19,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port, require_program, run_tool, tool_argv, tool_env
-from tests.pen.support import DEADLINE, read_response, start_backend, start_pen, wait_bound
+from tests.conftest import (
+    Processes,
+    free_port,
+    require_c_tool,
+    require_program,
+    run_tool,
+    tool_argv,
+    tool_env,
+)
+from tests.pen.support import (
+    DEADLINE,
+    listen_queue,
+    read_response,
+    start_backend,
+    start_pen,
+    wait_bound,
+)
 
 PEN_HOST = "127.0.66.1"
 BACKEND = "127.0.66.2"
@@ -189,45 +207,59 @@ def test_tls1_runs_or_fails_at_start_with_one_line(processes: Processes, pki: Pk
         assert len(lines) == 1 and "-L tls1" in lines[0] and "refuses it" in lines[0], lines
 
 
-def listen_queue(port: int) -> int:
-    """The Send-Q column of `ss -ltn` for the listening socket: its backlog."""
-    ss = require_program("ss")
-    output = subprocess.run(
-        [ss, "-Hltn", f"sport = :{port}"], check=True, capture_output=True, text=True
-    ).stdout
-    (line,) = output.splitlines()
-    return int(line.split()[2])
-
-
 def test_q_sets_the_backlog_plain_and_tls(processes: Processes, pki: Pki) -> None:
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
     plain = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, plain, "-q", "77", "--", backend)
-    assert listen_queue(plain) == 77
+    assert listen_queue(plain)[1] == 77
     default = free_port(PEN_HOST)
     start_pen(processes, PEN_HOST, default, "--", backend)
-    assert listen_queue(default) == 1024
+    assert listen_queue(default)[1] == 1024
     tls, _ = start_tls_pen(processes, pki, "-q", "33")
-    assert listen_queue(tls) == 33
+    assert listen_queue(tls)[1] == 33
     assert request(tls, client_context(pki, None))[0] == "b"
 
 
-def test_m_and_p_serve_a_burst(processes: Processes) -> None:
+def test_m_and_p_serve_a_burst(processes: Processes, tmp_path: Path) -> None:
+    """-m N: at most N accepts per wake-up, N when that many wait; -P: still epoll.
+
+    Seen in pen's system calls (strace): accept4 between two epoll waits.
+    """
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
-    port = free_port(PEN_HOST)
-    start_pen(processes, PEN_HOST, port, "-m", "1", "-P", "--", backend)
+    port, trace = free_port(PEN_HOST), tmp_path / "pen.strace"
+    syscalls = "trace=accept4,epoll_wait,epoll_pwait,poll,ppoll,select,pselect6"
+    strace = [require_program("strace"), "-f", "-qq", "-e", syscalls, "-o", str(trace)]
+    pen_argv = tool_argv("pen", "-f", "-m", "4", "-P", f"{PEN_HOST}:{port}", backend)
+    traced = processes.start([*strace, *pen_argv], env=tool_env(), stderr=subprocess.PIPE)
+    wait_bound(PEN_HOST, port, traced)
+    children = Path(f"/proc/{traced.pid}/task/{traced.pid}/children")
+    (pen_pid,) = map(int, children.read_text().split())
+    os.kill(pen_pid, signal.SIGSTOP)  # the whole burst waits in the queue before pen wakes
     clients = [socket.create_connection((PEN_HOST, port), timeout=DEADLINE) for _ in range(40)]
     try:
-        for conn in clients:  # all queued before pen accepts them, one per wake-up
+        for conn in clients:
             conn.sendall(b"GET /burst HTTP/1.1\r\nHost: x\r\n\r\n")
+        os.kill(pen_pid, signal.SIGCONT)
         assert [read_response(conn)[0] for conn in clients] == ["b"] * 40
     finally:
         for conn in clients:
             conn.close()
+    os.kill(pen_pid, signal.SIGTERM)
+    assert traced.wait(timeout=DEADLINE) == 0  # strace exits with pen's status
+    calls = re.findall(r"^\d+ +(\w+)\(.*= (-?\d+)", trace.read_text(), re.MULTILINE)
+    accepts_per_wakeup, accepted = [], 0
+    for name, result in calls:
+        if name == "accept4":
+            accepted += int(result) >= 0
+        elif accepted:
+            accepts_per_wakeup.append(accepted)
+            accepted = 0
+    assert accepts_per_wakeup == [4] * 10
+    assert {name for name, _ in calls} <= {"accept4", "epoll_wait", "epoll_pwait"}
 
 
 def test_c_pen_and_ours_refuse_the_same_clients(processes: Processes, pki: Pki) -> None:
-    c_pen = require_program("pen")
+    c_pen = require_c_tool("pen")
     backend = f"{BACKEND}:{start_backend(processes, BACKEND, 'b')}"
     cert, key = map(str, pki.server)
     options = ["-E", cert, "-K", key, "-G", str(pki.ca), "-R"]

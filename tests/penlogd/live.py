@@ -99,7 +99,7 @@ class Penlogd:
     def stop(self) -> tuple[list[bytes], str]:
         """TERM it; its lines and its stderr (it must exit 0)."""
         self.process.terminate()
-        _, stderr = self.process.communicate(timeout=20)
+        _, stderr = self.process.communicate(timeout=60)
         assert self.process.returncode == 0, stderr
         return self.lines(), stderr.decode(errors="replace")
 

@@ -21,6 +21,7 @@ from tests.conftest import (
     Processes,
     free_port,
     http_get,
+    require_c_tool,
     require_program,
     tool_argv,
 )
@@ -53,9 +54,7 @@ def penlog_wrapper(directory: Path, port: int, source: str) -> Path:
 def balancer_argv(kind: str, log_port: int, listen: int, backends: list[str]) -> list[str]:
     args = ["-f", "-r", "-l", f"127.0.0.1:{log_port}", f"127.0.0.1:{listen}", *backends]
     if kind == "c":
-        return [require_program("pen"), *args]
-    if not (REPO_ROOT / "pentools" / "pen" / "__main__.py").exists():
-        pytest.skip("our pen is not in this tree yet")
+        return [require_c_tool("pen"), *args]
     return tool_argv("pen", *args)
 
 

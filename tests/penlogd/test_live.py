@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Processes, free_port, http_get, require_program, run_tool
+from tests.conftest import Processes, free_port, http_get, require_c_tool, run_tool
 from tests.penlogd.live import (
     Penlogd,
     clients,
@@ -87,7 +87,7 @@ def test_our_penlog_to_our_penlogd(processes: Processes, tmp_path: Path) -> None
 
 
 def test_our_penlog_to_the_c_penlogd(processes: Processes, tmp_path: Path) -> None:
-    daemon = Penlogd(processes, tmp_path, c_tool=require_program("penlogd"))
+    daemon = Penlogd(processes, tmp_path, c_tool=require_c_tool("penlogd"))
     truth = farm_traffic(daemon.port)
     wait_until(lambda: udp_queue_empty(daemon.port), what="the C penlogd to read all")
     lines, _ = daemon.stop()
@@ -101,7 +101,7 @@ def test_our_penlog_to_the_c_penlogd(processes: Processes, tmp_path: Path) -> No
 
 def test_the_c_penlog_to_our_penlogd(processes: Processes, tmp_path: Path) -> None:
     daemon = Penlogd(processes, tmp_path)
-    truth = farm_traffic(daemon.port, penlog_argv0=require_program("penlog"))
+    truth = farm_traffic(daemon.port, penlog_argv0=require_c_tool("penlog"))
     wait_until(lambda: len(daemon.lines()) == len(truth), what="all lines")
     lines, _ = daemon.stop()
     check_attribution(lines, truth)
@@ -137,7 +137,7 @@ def test_the_c_pen_to_our_penlogd(processes: Processes, tmp_path: Path) -> None:
         listen = free_port("127.0.0.1")
         processes.start(
             [
-                require_program("pen"),
+                require_c_tool("pen"),
                 "-f",
                 "-r",
                 "-l",

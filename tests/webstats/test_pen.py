@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pentools.webstats.penstatus import PenStatusError, parse_status, render_status
-from tests.conftest import Processes, free_port, require_program, run_tool
+from tests.conftest import Processes, free_port, require_c_tool, run_tool
 
 BACKEND = "127.0.0.61"
 LISTEN = "127.0.0.62"
@@ -81,7 +81,7 @@ def _through(port: int) -> None:
 
 @pytest.fixture
 def c_pen(processes: Processes, backend: int, pen_dir: Path) -> dict[str, object]:
-    pen = require_program("pen")
+    pen = require_c_tool("pen")
     listen, control = free_port(LISTEN), free_port("127.0.0.1")
     argv = [pen, "-f", "-C", f"127.0.0.1:{control}", "-w", str(pen_dir / "status.html")]
     argv += ["-p", str(pen_dir / "pen.pid")]
