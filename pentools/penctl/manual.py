@@ -6,7 +6,8 @@ MANUAL = Manual(
     summary="send a command to pen's control port and print the reply",
     description=(
         "The words of COMMAND are joined by spaces and sent as one line to the control "
-        "port of a running pen(1) (`pen -C`), at HOST:PORT or at a Unix socket path.  "
+        "port of a running pen(1) (`pen -C`), at HOST:PORT, at PORT alone (127.0.0.1, as "
+        "for `pen -C`), or at a Unix socket path.  "
         "Everything pen sends back until it closes the connection is the reply, written "
         "to stdout unchanged.  It speaks the C pen's protocol, so it drives the C pen "
         "too.",
@@ -15,7 +16,9 @@ MANUAL = Manual(
         "received), `recent [SECONDS]` (clients seen lately), `status` (the HTML status "
         "page), `connection N`, `socket FD`, `pid`, `listen`, `control`, `log`, "
         "`web_stats`, `blacklist`, `timeout`, `tracking`, `clients_max`, `conn_max`, "
-        "`pending_max`, `idle_timeout`, `debug`, `client_acl`, `control_acl`.",
+        "`pending_max`, `idle_timeout`, `debug`, `client_acl`, `control_acl`, `metrics` "
+        "(pen's counters as one line of JSON).  `penctl HOST:PORT help` lists every "
+        "command pen knows.",
         "Commands that change it: the switches `hash`, `roundrobin`, `stubborn`, "
         "`weight`, `prio`, `http`, `ascii`, `tcp_nodelay` (each undone by `no` in "
         "front); the numbers above followed by a value; `server N KEYWORD VALUE...` "
@@ -25,6 +28,10 @@ MANUAL = Manual(
         "`close N`; `log FILE|HOST:PORT` and `no log`; `web_stats FILE`; "
         "`include FILE`; `write [FILE]` (save the running configuration, by default to "
         "the -F file); `exit` (only when pen was started with -X).",
+    ),
+    exit_status=(
+        "0 when pen carried out the command; 1 when pen refused it (its reply goes to "
+        "stderr, so that scripts can tell) or could not be reached; 2 for a usage error."
     ),
     signals=(("INT", "Stop waiting for the reply and exit with status 130."),),
     files=(

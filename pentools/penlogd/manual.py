@@ -13,6 +13,13 @@ MANUAL = Manual(
         "whose record has not arrived yet waits up to --wait seconds for it; a line no "
         "record matches is written unchanged.  Junk and embedded line breaks are escaped, "
         "never written as a new line.",
+        "nginx, which cannot pipe its log, sends it as syslog datagrams "
+        "(`access_log syslog:server=loghost:10000,tag=web1 combined;`): a datagram that "
+        "starts with a complete RFC 3164 header (with or without the host name) or RFC "
+        "5424 header is stripped of it and joined like a penlog line; the web server is "
+        "the datagram's source address, or the address given for its tag with --tag "
+        "NAME=ADDRESS (NAT, containers).  Anything else, even a line that starts with "
+        "`<`, is a plain log line.",
         "With pen's extended records (`pen --log-upstream-port`, the server written as "
         "`SERVER#PORT`) and backends logging `%{remote}p` (`--log-format common_port` or "
         "`combined_port`) the join is exact: the upstream port names the connection.",
@@ -36,12 +43,19 @@ MANUAL = Manual(
         (
             "USR1",
             "Write the counters (received, records, refused, lines, matched, waited, "
-            "unmatched, malformed, expired) to stderr, or to syslog when detached.",
+            "unmatched, malformed, expired) to stderr, or to syslog when detached; with "
+            "--stats-file, also replace that file with them as JSON (again at exit).",
         ),
     ),
     files=(
         ("-l LOGFILE", "The joined access log, appended to; reopened on HUP."),
         ("-p PIDFILE", "The process id; removed at exit."),
+        (
+            "--metrics [HOST:]PORT",
+            "Prometheus text at http://HOST:PORT/metrics (127.0.0.1 unless HOST is "
+            "given): datagrams, lines by result, records, the receive queue and the "
+            "kernel's drops.",
+        ),
         (
             "share/pentools/systemd/penlogd.service",
             "Under the install prefix: a systemd unit running `penlogd -f` with the "
