@@ -1,9 +1,9 @@
-"""Statistics of access-log chunks, merged into one model.
+"""The report drawn from a `State`: the general numbers and one table per panel.
 
-Each parsed chunk is reduced to small partial tables (counts by key); the
-partials of all chunks are summed, and compacted as they grow, so memory
-depends on the number of distinct keys, not on the size of the log.  The
-rules are GoAccess's, so that the headline numbers can be compared:
+The state (`pentools.webstats.state`) holds exact counts per key; here they
+are regrouped into GoAccess's panels and cut to the top N, ties broken by
+key so that any merge order gives the same page.  The rules are GoAccess's,
+so that the headline numbers can be compared:
 
 * a request is (method, URL as decoded, protocol); an unknown method gives
   ``---`` and the whole request as URL, a bad protocol gives ``---``/``-``;
