@@ -227,6 +227,7 @@ class Report:
             "visit_time": hours,
             "status_codes": statuses,
             "timeline": timeline.astype("int64"),
+            "minutes": _counts(state.table("minutes"), ["minute"]).sort_index(),
             "requests": _top(keyed[~keyed["static"] & ~keyed["not_found"]], limit),
             "static_requests": _top(keyed[keyed["static"] & ~keyed["not_found"]], limit),
             "not_found": _top(keyed[keyed["not_found"]], limit),

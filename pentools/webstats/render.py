@@ -300,6 +300,18 @@ def _traffic(report: Report) -> str:
     )
 
 
+def _last_hour(report: Report) -> str:
+    """Requests in each of the 60 minutes up to the newest line (as logged)."""
+    minutes = report.panels["minutes"]["hits"]
+    newest = int(minutes.index.max())
+    steps = range(newest - 59, newest + 1)
+    hits = minutes.reindex(steps, fill_value=0)
+    labels = [time.strftime("%H:%M", time.gmtime(minute * 60)) for minute in steps]
+    return column_chart(
+        "Requests per minute", labels, [Series("Requests", [int(v) for v in hits], "c-hits")]
+    )
+
+
 def _status_over_time(report: Report) -> str:
     """Hits by status class, per hour for a short log, else per day."""
     g, timeline = report.general, report.panels["timeline"]
@@ -370,6 +382,10 @@ def render_report(report: Report, panels: Sequence[str] = ()) -> str:
         "</div>",
         *panels,
         panel("traffic", "Traffic", _traffic(report)),
+    ]
+    if len(p["minutes"]):
+        out.append(panel("minutes", "The last hour, per minute (as logged)", _last_hour(report)))
+    out += [
         panel("status-time", "Status classes over time", _status_over_time(report)),
         panel("shares", "Browsers, systems and status codes", _shares(report)),
     ]

@@ -23,6 +23,9 @@ the top N of one run over all the lines):
 
 * ``series``: hits and bytes by (hour as logged, in hours since 1970, status):
   requests per day, per hour of the day, by status, and status over time;
+* ``minutes``: hits and bytes by minute as logged, for the last `MINUTES_KEPT`
+  minutes before the newest line only: older minutes are folded into the hours
+  of ``series``, so a state that follows a log for days stays small;
 * ``requests`` (by request line as logged and whether it was a 404),
   ``hosts``, ``referrers``, ``agents``: hits and bytes of every key;
 * ``visitors``: the distinct (day as logged, 64-bit hash of client and user
@@ -64,11 +67,15 @@ KEYS: dict[str, tuple[str, ...]] = {
     "hosts": ("host",),
     "referrers": ("referrer",),
     "agents": ("agent",),
+    "minutes": ("minute",),
 }
+#: Minutes before the newest line that keep their own counts (see the docstring).
+MINUTES_KEPT = 24 * 60
 COUNTS = ("hits", "bytes")
 STRING = pd.ArrowDtype(pa.large_string())
 _KEY_TYPES: dict[str, Any] = {
     "hour": "int64",
+    "minute": "int64",
     "status": "int64",
     "request": STRING,
     "not_found": "bool",
@@ -171,6 +178,7 @@ class State:
         counted = {"hits": np.ones(len(frame), dtype="int64"), "bytes": frame["size"].to_numpy()}
         columns = {
             "hour": (local // 3600).astype("int64"),
+            "minute": (local // 60).astype("int64"),
             "status": status,
             "request": frame["request"].array,
             "not_found": status == 404,
@@ -193,13 +201,13 @@ class State:
         parts = self._parts.setdefault(name, [])
         parts.append(part)
         if len(parts) >= _COMPACT_EVERY:
-            self._parts[name] = [_sum(name, parts)]
+            self._parts[name] = [_fold(name, _sum(name, parts), self.last_local)]
 
     # -- reading -----------------------------------------------------------
 
     def table(self, name: str) -> pd.DataFrame:
         """One table of counts (see `KEYS`): key columns, then hits and bytes."""
-        total = _sum(name, self._parts.get(name, []))
+        total = _fold(name, _sum(name, self._parts.get(name, [])), self.last_local)
         self._parts[name] = [total]
         return total
 
@@ -280,6 +288,8 @@ class State:
                     )
                 state = cls._from_meta(meta)
                 for name in KEYS:
+                    if name == "minutes" and "minutes.arrow" not in archive.namelist():
+                        continue  # saved before minutes were counted: the hours have them
                     state._parts[name] = [_arrow_frame(archive.read(f"{name}.arrow"))]
                 state._visitors = [_arrow_frame(archive.read("visitors.arrow"))]
         except FileNotFoundError:
@@ -327,6 +337,7 @@ def merge(a: State, b: State) -> State:
     """
     if not a.same_reading(b):
         raise ValueError("states read with different formats or dates cannot be merged")
+    last_local = max(a.last_local, b.last_local)
     files = dict(a.files)
     for path, counts in b.files.items():
         files[path] = files[path].plus(counts) if path in files else counts
@@ -334,13 +345,16 @@ def merge(a: State, b: State) -> State:
         a,
         excluded=a.excluded + b.excluded,
         first_local=min(a.first_local, b.first_local),
-        last_local=max(a.last_local, b.last_local),
+        last_local=last_local,
         first_unix=min(a.first_unix, b.first_unix),
         last_unix=max(a.last_unix, b.last_unix),
         files=dict(sorted(files.items())),
         cursors=sorted(set(a.cursors) | set(b.cursors), key=_cursor_order),
         _parts={
-            name: [_sum(name, a._parts.get(name, []) + b._parts.get(name, []))] for name in KEYS
+            name: [
+                _fold(name, _sum(name, a._parts.get(name, []) + b._parts.get(name, [])), last_local)
+            ]
+            for name in KEYS
         },
         _visitors=[_distinct(a._visitors + b._visitors)],
     )
@@ -387,6 +401,14 @@ def _sum(name: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
         return parts[0]
     merged = pd.concat(parts, ignore_index=True)
     return merged.groupby(list(KEYS[name]), sort=False, as_index=False).sum()
+
+
+def _fold(name: str, table: pd.DataFrame, last_local: float) -> pd.DataFrame:
+    """The table without the minutes too old to keep (they stay counted in the hours)."""
+    if name != "minutes" or not math.isfinite(last_local) or not len(table):
+        return table
+    kept = table["minute"].to_numpy() >= last_local // 60 - MINUTES_KEPT
+    return table if kept.all() else table[kept].reset_index(drop=True)
 
 
 def _distinct(parts: list[pd.DataFrame]) -> pd.DataFrame:
