@@ -103,6 +103,11 @@ used by one line only.  Lines that match nothing are written unchanged.
     metavar="BYTES",
     help="Socket receive buffer asked for (-d shows what the kernel granted).",
 )
+@click.option(
+    "--tag-backend",
+    is_flag=True,
+    help="Append the web server's address to each line (webstats -f combined_backend).",
+)
 @click.argument("port")
 def command(
     debug: int,
@@ -118,6 +123,7 @@ def command(
     window: float,
     wait: float,
     rcvbuf: int,
+    tag_backend: bool,
     port: str,
 ) -> None:
     """Join pen's records with the web servers' log lines, live, on UDP PORT.
@@ -145,6 +151,7 @@ def command(
             max_records=max_records,
             log_format=log_format,
             balancers=_balancers(balancers),
+            tag_backend=tag_backend,
         ),
     )
     run(config)

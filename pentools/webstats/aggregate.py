@@ -228,6 +228,7 @@ class Report:
             "status_codes": statuses,
             "timeline": timeline.astype("int64"),
             "minutes": _counts(state.table("minutes"), ["minute"]).sort_index(),
+            "backends": _top(_counts(state.table("backends"), ["backend"]), None),
             "requests": _top(keyed[~keyed["static"] & ~keyed["not_found"]], limit),
             "static_requests": _top(keyed[keyed["static"] & ~keyed["not_found"]], limit),
             "not_found": _top(keyed[keyed["not_found"]], limit),

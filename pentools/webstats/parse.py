@@ -120,8 +120,11 @@ class ChunkParser:
             & (status >= 100)
             & (status <= 599)
         )
+        # The backend that served the line, when the format says (%A: --tag-backend).
+        backend = {"backend": fields["backend"].fillna("-")} if "backend" in fields else {}
         frame = pd.DataFrame(
             {
+                **backend,
                 "client": fields["client"],
                 "request": fields["request"].fillna("-"),
                 "status": np.nan_to_num(status).astype("int64"),

@@ -389,6 +389,15 @@ def render_report(report: Report, panels: Sequence[str] = ()) -> str:
         panel("status-time", "Status classes over time", _status_over_time(report)),
         panel("shares", "Browsers, systems and status codes", _shares(report)),
     ]
+    backends = p["backends"]
+    if len(backends):  # the log says which backend served each line (--tag-backend)
+        ring = share_chart(
+            "Requests by backend", [(str(k), int(v)) for k, v in backends["hits"].items()]
+        )
+        listing = table(
+            "backends", ["Backend", "Requests", "Share", "Bytes"], _keyed_rows(backends, valid)
+        )
+        out.append(panel("backends", "Backends", f'<div class="shares">{ring}{listing}</div>'))
     days = p["visitors"]
     if len(days) > 1:
         hours = p["visit_time"]

@@ -28,6 +28,8 @@ the top N of one run over all the lines):
   of ``series``, so a state that follows a log for days stays small;
 * ``requests`` (by request line as logged and whether it was a 404),
   ``hosts``, ``referrers``, ``agents``: hits and bytes of every key;
+* ``backends``: hits and bytes by backend, for formats that log it
+  (``combined_backend``: mergelogs and penlogd ``--tag-backend``);
 * ``visitors``: the distinct (day as logged, 64-bit hash of client and user
   agent) of the responses that are not 4xx, GoAccess's unique visitors;
 * per file: lines, failed lines and the first failed line; lines left out
@@ -68,7 +70,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "referrers": ("referrer",),
     "agents": ("agent",),
     "minutes": ("minute",),
+    "backends": ("backend",),
 }
+#: Tables added after version 1: a state saved without them has them empty.
+_ADDED = ("minutes", "backends")
 #: Minutes before the newest line that keep their own counts (see the docstring).
 MINUTES_KEPT = 24 * 60
 COUNTS = ("hits", "bytes")
@@ -82,6 +87,7 @@ _KEY_TYPES: dict[str, Any] = {
     "host": STRING,
     "referrer": STRING,
     "agent": STRING,
+    "backend": STRING,
 }
 
 #: Partial tables kept before they are summed into one.
@@ -186,7 +192,11 @@ class State:
             "referrer": frame["referer"].array,
             "agent": frame["agent"].array,
         }
+        if "backend" in frame:
+            columns["backend"] = frame["backend"].array
         for name, keys in KEYS.items():
+            if not all(key in columns for key in keys):
+                continue  # no backend in this format
             part = pd.DataFrame({**{key: columns[key] for key in keys}, **counted})
             self._add_part(name, part.groupby(list(keys), sort=False, as_index=False).sum())
         # GoAccess leaves 4xx responses out of unique visitors.
@@ -288,8 +298,8 @@ class State:
                     )
                 state = cls._from_meta(meta)
                 for name in KEYS:
-                    if name == "minutes" and "minutes.arrow" not in archive.namelist():
-                        continue  # saved before minutes were counted: the hours have them
+                    if f"{name}.arrow" not in archive.namelist() and name in _ADDED:
+                        continue  # saved before this table was counted
                     state._parts[name] = [_arrow_frame(archive.read(f"{name}.arrow"))]
                 state._visitors = [_arrow_frame(archive.read("visitors.arrow"))]
         except FileNotFoundError:

@@ -1,9 +1,10 @@
 """The live view of a whole farm, end to end, in a real browser.
 
 Clients on 127.0.1.x -> our pen -> two real Apache httpd -> penlog -> penlogd
--> ``webstats live`` on penlogd's log (with pen's control port) -> headless
-Chromium.  The page, opened once, must follow the traffic: its numbers change
-through Server-Sent Events, not by reloading, and show the true clients.
+--tag-backend -> ``webstats live -f combined_backend`` on penlogd's log (with
+pen's control port) -> headless Chromium.  The page, opened once, must follow
+the traffic: its numbers change through Server-Sent Events, not by reloading,
+and show the true clients and the backends that served them.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def test_the_page_follows_the_farm(
     for client in CLIENTS:
         with socket.socket() as probe:
             probe.bind((client, 0))
-    daemon = Penlogd(processes, tmp_path)
+    daemon = Penlogd(processes, tmp_path, "--tag-backend")
     for address in WEB_SERVERS:
         wrapper = penlog_wrapper(tmp_path, daemon.port, address)
         apache = Apache(apache2, tmp_path / address, address, f"|{wrapper}", COMBINED)
@@ -71,7 +72,8 @@ def test_the_page_follows_the_farm(
         processes, "127.0.0.1", listen, "-r", "-l", f"127.0.0.1:{daemon.port}",
         "-C", f"127.0.0.1:{control}", *as_root_args(), "--", *backends,
     )  # fmt: skip
-    _, base = start_live(processes, str(daemon.logfile), "--pen-control", f"127.0.0.1:{control}")
+    live = (str(daemon.logfile), "-f", "combined_backend", "--pen-control", f"127.0.0.1:{control}")
+    _, base = start_live(processes, *live)
 
     browser = Chromium(base + "/", tmp_path / "profile")
     try:
@@ -94,6 +96,11 @@ def test_the_page_follows_the_farm(
             ".map(td => td.textContent)"
         )
         assert statuses == ["200 - OK", "404 - Not Found"]
+        backends = browser.evaluate(
+            "[...document.querySelectorAll('#t-backends tbody td:first-child')]"
+            ".map(td => td.textContent)"
+        )
+        assert sorted(backends) == sorted(WEB_SERVERS)  # pen spread the requests
         servers = browser.evaluate("document.getElementById('p-pen').textContent")
         for apache in apaches:
             assert str(apache.port) in servers
