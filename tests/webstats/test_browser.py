@@ -114,7 +114,9 @@ def test_our_script_runs_and_sorts(tmp_path: Path) -> None:
     assert run_tool("webstats", "report", str(log), "-o", str(page)).returncode == 0
     browser = Chromium(page.as_uri(), tmp_path / "profile")
     try:
-        browser.wait_for("document.readyState === 'complete'")
+        browser.wait_for(
+            "document.readyState === 'complete' && document.getElementById('t-hosts') !== null"
+        )
         hosts = "document.querySelectorAll('#t-hosts tbody tr td:first-child')"
         before = browser.evaluate(f"[...{hosts}].map(td => td.textContent)")
         browser.evaluate("document.querySelector('#t-hosts th').click()")
