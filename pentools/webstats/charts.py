@@ -15,7 +15,7 @@ from pentools.webstats.text import esc
 
 #: Drawing area of the column charts, in SVG units (the SVG scales to its box).
 WIDTH, HEIGHT = 1000, 200
-LEFT, BOTTOM, TOP = 46, 20, 8
+LEFT, RIGHT, BOTTOM, TOP = 46, 24, 20, 8
 #: Slices of a share chart before the rest is summed as "Others".
 SLICES = 6
 
@@ -63,7 +63,7 @@ def column_chart(
     count = len(labels)
     stacked = [sum(values) for values in zip(*(s.values for s in bars), strict=True)] or [0]
     top = nice_top(max([*stacked, *(line.values if line else [])], default=0))
-    plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - BOTTOM - TOP
     step = plot_w / max(count, 1)
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -73,7 +73,7 @@ def column_chart(
         value = top * tick / 4
         y = TOP + plot_h - plot_h * tick / 4
         out.append(
-            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - 4}" y1="{y:.1f}" y2="{y:.1f}"></line>'
+            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"></line>'
             f'<text class="axis" x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">'
             f"{short_number(value)}</text>"
         )

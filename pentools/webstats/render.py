@@ -383,8 +383,10 @@ def render_report(report: Report, panels: Sequence[str] = ()) -> str:
         *panels,
         panel("traffic", "Traffic", _traffic(report)),
     ]
-    if len(p["minutes"]):
-        out.append(panel("minutes", "The last hour, per minute (as logged)", _last_hour(report)))
+    if len(p["minutes"]):  # open for a log of a day or less (a live one, often)
+        short = g["last_time_unix"] - g["first_time_unix"] <= 86400
+        chart = _last_hour(report)
+        out.append(panel("minutes", "The last hour, per minute (as logged)", chart, open_=short))
     out += [
         panel("status-time", "Status classes over time", _status_over_time(report)),
         panel("shares", "Browsers, systems and status codes", _shares(report)),
