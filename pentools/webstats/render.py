@@ -173,6 +173,7 @@ ul.keys{list-style:none;margin:0;padding:0;font-size:.85em;flex:1;min-width:10em
 ul.keys li{display:flex;gap:.3em;padding:.1em 0}
 ul.keys .label{flex:1;word-break:break-all}ul.keys .n{color:var(--muted)}
 tr.down td{color:var(--c5)}
+details p{margin:.3em 0;font-size:.9em}details h3{font-size:.95em;margin:.8em 0 .3em}
 """
 
 
