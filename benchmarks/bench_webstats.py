@@ -9,17 +9,28 @@ prints the medians of wall time, CPU time and peak memory, and our ratios.
 
 Then the cron case: a ``--state`` built over the whole log, 10,000 new lines
 appended (``--new-lines``), and the incremental run that counts them timed.
+
+    python -m benchmarks.bench_webstats --live [--rate 50000] [--seconds 20]
+
+The live case: ``webstats live`` follows a file that lines of the same log
+are appended to at --rate lines/s; it prints how far behind the served
+counts were (the largest lag while writing, the time to catch up after the
+last line) and the server's peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from benchmarks.weblog import generate_lines, workload
@@ -53,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--live", action="store_true", help="Measure webstats live instead.")
+    parser.add_argument("--rate", type=int, default=50_000, help="Live: lines appended a second.")
+    parser.add_argument("--seconds", type=float, default=20, help="Live: seconds of appending.")
     parser.add_argument("--new-lines", type=int, default=10_000, help="0: no incremental case")
     args = parser.parse_args(argv)
+    if args.live:
+        return live_case(args)
     log = workload(args.lines, args.clients, args.seed)
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -88,6 +104,72 @@ def main(argv: list[str] | None = None) -> int:
     if args.new_lines:
         incremental(log, args.new_lines, args.runs, env)
     return 0
+
+
+def live_case(args: argparse.Namespace) -> int:
+    """Append at `args.rate` lines/s to a file ``webstats live`` follows; print its lag."""
+    source = workload(args.lines, args.clients, args.seed)
+    OUT.mkdir(parents=True, exist_ok=True)
+    followed = OUT / "live.log"
+    followed.write_bytes(b"")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", "pentools.webstats", "live", str(followed), "--listen", str(port)]
+    server = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/stats.json"
+    try:
+        counted = _served_total(url, deadline=time.monotonic() + 30)
+        lines = iter(source.read_bytes().splitlines(keepends=True))
+        appended, written, lag, start = 0, 0, 0, time.monotonic()
+        with followed.open("ab") as out:
+            while (elapsed := time.monotonic() - start) < args.seconds:
+                due = int(elapsed * args.rate) - appended
+                batch = [line for line, _ in zip(lines, range(due), strict=False)]
+                appended += len(batch)
+                out.write(b"".join(batch))
+                out.flush()
+                written += sum(1 for line in batch if line.strip())  # empty lines are no requests
+                if written and int(elapsed * 10) % 10 == 0:  # about once a second
+                    lag = max(lag, written - _served_total(url))
+                time.sleep(0.05)
+        stopped = time.monotonic()
+        while (counted := _served_total(url)) < written:
+            time.sleep(0.05)
+        catch_up = time.monotonic() - stopped
+        peak = _peak_rss(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    rate = appended / (stopped - start)
+    print(f"webstats live: {appended} lines appended in {stopped - start:.1f} s ({rate:,.0f}/s)")
+    print(f"  largest lag while writing {lag:,} lines ({lag / rate:.2f} s of input)")
+    print(f"  all {counted:,} lines served {catch_up:.2f} s after the last was written")
+    print(f"  peak memory {peak:.0f} MB")
+    return 0
+
+
+def _served_total(url: str, deadline: float = 0.0) -> int:
+    """total_requests of /stats.json (waiting until `deadline` for the server to start)."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                return int(json.load(reply)["general"]["total_requests"])
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _peak_rss(pid: int) -> float:
+    """Peak resident memory of a running process, MB (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def incremental(log: Path, new_lines: int, runs: int, env: dict[str, str]) -> None:

@@ -43,6 +43,9 @@ NAMED_FORMATS = {
     "vhost_common": '%v %h %l %u %t "%r" %>s %b',
     "common_port": COMMON + " %{remote}p",
     "combined_port": COMBINED + " %{remote}p",
+    # what mergelogs and penlogd write with --tag-backend: the backend as %A
+    "common_backend": COMMON + " %A",
+    "combined_backend": COMBINED + " %A",
 }
 
 #: A quoted field's content with Apache's backslash escapes (``\"``, ``\\``),
@@ -95,6 +98,7 @@ _FIELD_DIRECTIVES = {
     "%O": "size",
     "%{referer}i": "referer",
     "%{user-agent}i": "agent",
+    "%A": "backend",
 }
 
 
@@ -200,6 +204,13 @@ def parse_clf_time(text: str) -> float:
         _time_cache.clear()
     _time_cache[text] = value = float(seconds - offset)
     return value
+
+
+def with_backend(text: str, server: str) -> str:
+    """A log line (newline kept, if any) with the backend that served it as a last
+    field: ``--tag-backend`` of mergelogs and penlogd, read as ``%A``."""
+    line = text.rstrip("\r\n")
+    return f"{line} {server}" + ("\n" if line != text else "")
 
 
 def field_regex(log_format: str | None = None) -> str:

@@ -81,6 +81,11 @@ lines that do not parse are passed through unchanged; --stats counts them.
     "address (the original's behaviour).",
 )
 @click.option(
+    "--tag-backend",
+    is_flag=True,
+    help="Append the backend's address to each line (webstats -f combined_backend).",
+)
+@click.option(
     "--stats",
     "show_stats",
     is_flag=True,
@@ -97,6 +102,7 @@ def command(
     output: str | None,
     log_format: str | None,
     unmatched: str,
+    tag_backend: bool,
     show_stats: bool,
     logs: tuple[str, ...],
 ) -> None:
@@ -109,7 +115,9 @@ def command(
     """
     try:
         sources = tuple(LogSource.from_spec(*split_host_prefix(spec)) for spec in logs)
-        config = MergeConfig(pen_log, sources, jitter, clock_offset, reorder, log_format, unmatched)
+        config = MergeConfig(
+            pen_log, sources, jitter, clock_offset, reorder, log_format, unmatched, tag_backend
+        )
         stats = _run(config, output)
     except BrokenPipeError:
         sys.stderr.close()  # a closed pipe (| head) is not an error worth a traceback

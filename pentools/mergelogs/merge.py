@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from pentools.core.accesslog import AccessLine, LogFormat, open_binary, read_lines
+from pentools.core.accesslog import AccessLine, LogFormat, open_binary, read_lines, with_backend
 from pentools.core.addresses import resolve_host
 from pentools.core.attribution import AttributionEngine, AttributionStats
 from pentools.core.errors import RecordError
@@ -51,6 +51,7 @@ class MergeConfig:
     reorder: float = 60.0  # how late a line may come in its own log and still be put in order
     log_format: str | None = None
     unmatched: str = "keep"  # "keep" the line's own client, or write the "server"
+    tag_backend: bool = False  # append the backend's address to each line
 
 
 @dataclass
@@ -240,6 +241,8 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
                 client = servers[index]
             if client is not None:
                 text = parsed.with_client(client)
+        if config.tag_backend:
+            text = with_backend(text, servers[index])
         # A last line without a newline must not glue onto the next one.
         write(text if text.endswith("\n") else text + "\n")
     stats.records_unused = stats.join.records_expired + engine.pending_records

@@ -134,6 +134,11 @@ unchanged.
     metavar="FILE",
     help="On USR1 and at exit, replace FILE with the counters as one JSON object.",
 )
+@click.option(
+    "--tag-backend",
+    is_flag=True,
+    help="Append the web server's address to each line (webstats -f combined_backend).",
+)
 @click.argument("port")
 def command(
     debug: int,
@@ -152,6 +157,7 @@ def command(
     tags: tuple[str, ...],
     metrics: str | None,
     stats_file: str | None,
+    tag_backend: bool,
     port: str,
 ) -> None:
     """Join pen's records with the web servers' log lines, live, on UDP PORT.
@@ -182,6 +188,7 @@ def command(
             log_format=log_format,
             balancers=_balancers(balancers),
             syslog_tags=dict(_tag(text) for text in tags),
+            tag_backend=tag_backend,
         ),
     )
     run(config)

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from pentools.core.accesslog import AccessLine, LogFormat
+from pentools.core.accesslog import AccessLine, LogFormat, with_backend
 from pentools.core.addresses import normalize_ip
 from pentools.core.attribution import AttributionEngine
 from pentools.core.errors import RecordError
@@ -44,6 +44,7 @@ class JoinConfig:
     max_records: int = 500_000
     max_waiting: int = 100_000
     slack: float = 0.05
+    tag_backend: bool = False  # append the backend's address to each line
     log_format: str | None = None
     balancers: frozenset[str] | None = None
     syslog_tags: Mapping[str, str] = field(default_factory=dict)
@@ -195,12 +196,12 @@ class LiveJoin:
         line = self._format.parse(text)
         if line is None:
             self.counters.malformed += 1
-            self._write(text)
+            self._write(text, server)
             return
         key = line.request_key()
         if self.config.wait <= 0 or self.engine.has_candidates(server, key):
             client = self.engine.match(server, key, now, line.remote_port, line.agent).client
-            self._write_line(line, client)
+            self._write_line(line, client, server)
             return
         entry = _WaitingLine(line, server, key, now + self.config.wait)
         self.counters.waited += 1
@@ -218,7 +219,7 @@ class LiveJoin:
         entry.done = True
         line = entry.line
         attribution = self.engine.match(entry.server, entry.key, now, line.remote_port, line.agent)
-        self._write_line(line, attribution.client)
+        self._write_line(line, attribution.client, entry.server)
         queue_key = (entry.server, entry.key)
         queue = self._waiting_by_key[queue_key]
         while queue and queue[0].done:
@@ -226,10 +227,12 @@ class LiveJoin:
         if not queue:
             del self._waiting_by_key[queue_key]
 
-    def _write_line(self, line: AccessLine, client: str | None) -> None:
-        self._write(line.text if client is None else line.with_client(client))
+    def _write_line(self, line: AccessLine, client: str | None, server: str) -> None:
+        self._write(line.text if client is None else line.with_client(client), server)
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str, server: str) -> None:
+        if self.config.tag_backend:
+            text = with_backend(text, server)
         self.counters.lines += 1
         self._output.append((text + "\n").encode("latin-1"))
 

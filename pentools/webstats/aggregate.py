@@ -213,6 +213,10 @@ class Report:
         of_day = series.assign(hour=series["hour"] % 24).groupby("hour")[["hits", "bytes"]]
         hours = of_day.sum().reindex(range(24), fill_value=0)
         statuses = series.groupby("status")[["hits", "bytes"]].sum()
+        # Hits by hour as logged (hours since 1970) and status class, for charts over time.
+        classes = series.assign(kind=series["status"] // 100).groupby(["hour", "kind"])["hits"]
+        timeline = classes.sum().unstack(fill_value=0).reindex(columns=range(1, 6), fill_value=0)
+        timeline.columns = [f"{kind}xx" for kind in timeline.columns]
         keyed = _request_table(state.table("requests"), static_extensions)
         # "-" (no referrer) is listed and counted, as GoAccess does; it is no site.
         referers = _counts(state.table("referrers"), ["referrer"])
@@ -222,6 +226,9 @@ class Report:
             "visitors": days,
             "visit_time": hours,
             "status_codes": statuses,
+            "timeline": timeline.astype("int64"),
+            "minutes": _counts(state.table("minutes"), ["minute"]).sort_index(),
+            "backends": _top(_counts(state.table("backends"), ["backend"]), None),
             "requests": _top(keyed[~keyed["static"] & ~keyed["not_found"]], limit),
             "static_requests": _top(keyed[keyed["static"] & ~keyed["not_found"]], limit),
             "not_found": _top(keyed[keyed["not_found"]], limit),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import sys
@@ -314,3 +315,72 @@ def pen(
         address = (where.host, where.port)
     config = PenConfig(address, pidfile, webfile, output, cgi, timeout, title)
     _guarded(lambda: run_pen(config))
+
+
+def _address(value: str, option: str) -> tuple[str, int]:
+    """(host, port) of a [HOST:]PORT option; a bare port means 127.0.0.1."""
+    from pentools.core.addresses import parse_host_port
+
+    try:
+        where = parse_host_port(value, default_host="127.0.0.1")
+    except PentoolsError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+    return where.host, where.port
+
+
+@command.command()
+@click.argument("logs", nargs=-1, required=True, metavar="ACCESS_LOG...")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="[HOST:]PORT",
+    help="Where to serve the page ([::1]:PORT for IPv6; a bare port means 127.0.0.1).",
+)
+@log_format_option("-f", "--format")
+@click.option("--top", default=50, show_default=True, help="Rows in each top-N table.")
+@click.option("--title", default="Live access log statistics", show_default=True)
+@click.option(
+    "--pen-control",
+    metavar="[HOST:]PORT",
+    help="pen's control port: add pen's servers (connections, blacklist, traffic).",
+)
+@click.option(
+    "--interval", default=0.2, show_default=True, help="Seconds between looks at the files."
+)
+def live(
+    logs: tuple[str, ...],
+    listen: str,
+    log_format: str | None,
+    top: int,
+    title: str,
+    pen_control: str | None,
+    interval: float,
+) -> None:
+    """Follow access logs like tail -F and serve their report, live.
+
+    Counts what is appended to each ACCESS_LOG (and survives rename rotation
+    and truncation), and serves the report at /, updated in open pages every
+    second through Server-Sent Events (/events), and the JSON of report --json
+    at /stats.json.  Loopback by default; the page loads nothing from outside.
+    """
+    from pentools.webstats.aggregate import STATIC_EXTENSIONS
+    from pentools.webstats.live import LiveConfig, serve
+
+    if top < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--top")
+    if not 0 < interval <= 10:
+        raise click.BadParameter("must be more than 0 and at most 10", param_hint="--interval")
+    host, port = _address(listen, "--listen")
+    config = LiveConfig(
+        logs=logs,
+        host=host,
+        port=port,
+        log_format=log_format,
+        static_extensions=tuple(STATIC_EXTENSIONS),
+        top=top,
+        title=title,
+        pen_control=_address(pen_control, "--pen-control") if pen_control else None,
+        interval=interval,
+    )
+    _guarded(lambda: asyncio.run(serve(config)))

@@ -141,8 +141,11 @@ class ChunkParser:
         def text(name: str) -> pd.arrays.ArrowExtensionArray:
             return pd.arrays.ArrowExtensionArray(pc.fill_null(pc.filter(field(name), keep), "-"))
 
+        # The backend that served the line, when the format says (%A: --tag-backend).
+        backend = {"backend": text("backend")} if "backend" in names else {}
         frame = pd.DataFrame(
             {
+                **backend,
                 "client": text("client"),
                 "request": text("request"),
                 "status": status[valid].astype("int64"),

@@ -19,7 +19,8 @@ from html.parser import HTMLParser
 
 from pentools.core.addresses import format_host_port
 from pentools.core.errors import PentoolsError
-from pentools.webstats.render import CSP, esc
+from pentools.webstats.render import CSP
+from pentools.webstats.text import esc
 
 #: The largest status page we accept (pen with 2048 clients writes ~200 KB).
 MAX_PAGE = 16 * 1024 * 1024
@@ -178,7 +179,7 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
 
 _CSS = """
 body{font:15px/1.4 system-ui,sans-serif;margin:0;padding:0 .8em 2em;color:#222;background:#fafafa}
-h1{font-size:1.4em;margin:.6em 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
+h1{font-size:1.4em;margin:.6em 0 .2em}h3{font-size:1.1em;margin:1.4em 0 .4em}
 .scroll{overflow-x:auto}table{border-collapse:collapse;background:#fff;min-width:50%}
 td,th{border-bottom:1px solid #eee;padding:.2em .5em;text-align:left;white-space:nowrap}
 td.n{text-align:right}.down{color:#b00}.muted{color:#666;font-size:.85em}
@@ -203,10 +204,19 @@ def render_status(status: PenStatus, source: str, title: str = "pen status") -> 
         f'<p class="muted">from {esc(source)}, fetched '
         f"{esc(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))}</p>",
     ]
-    out += [f"<p>{esc(line)}</p>" for line in status.lines]
+    out += render_tables(status)
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def render_tables(status: PenStatus, names: tuple[str, ...] = ()) -> list[str]:
+    """The text lines and tables of pen's status (those in `names`, or all), escaped."""
+    out = [f"<p>{esc(line)}</p>" for line in status.lines]
     for name, table in status.tables.items():
+        if names and name not in names:
+            continue
         heading = _HEADINGS.get(name, name.capitalize())
-        out.append(f"<h2>{esc(heading)} ({len(table.rows)})</h2>")
+        out.append(f"<h3>{esc(heading)} ({len(table.rows)})</h3>")
         head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
         rows = []
         for row in table.rows:
@@ -221,8 +231,7 @@ def render_status(status: PenStatus, source: str, title: str = "pen status") -> 
         if not rows:
             rows.append(f'<tr><td colspan="{len(table.headers)}" class="muted">none</td></tr>')
         out.append(f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>')
-    out.append("</body></html>\n")
-    return "\n".join(out)
+    return out
 
 
 def _server_down(headers: list[str], row: list[str]) -> bool:

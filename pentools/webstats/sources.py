@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from pentools.core.accesslog import is_gzip, open_binary
 from pentools.core.errors import InputFileError
@@ -41,17 +42,21 @@ def count_files(
     *,
     resume: bool = False,
     chunk_chars: int = CHUNK_CHARS,
+    names: Mapping[str, str] | None = None,
 ) -> State:
     """Count the lines of `paths` into `state` (in place) and return it.
 
     With `resume`, each file is matched with the cursors of `state` and read
     from where they stopped, only whole lines, and the cursors are updated.
+    `names` gives the name a path is counted under, if not its own (``webstats
+    live`` reads a renamed file to its end through ``/proc/self/fd``).
     """
+    names = names or {}
     parser = ChunkParser(state.log_format)
     if not resume:
         for path in paths:
             for block in read_blocks(path, 0, chunk_chars):
-                state.add(parser.parse(block.lines, block.start), path)
+                state.add(parser.parse(block.lines, block.start), names.get(path, path))
         return state
     unclaimed = list(state.cursors)
     plans = _plan(paths, unclaimed)
@@ -68,9 +73,9 @@ def count_files(
             for block in read_blocks(path, offset, chunk_chars):
                 if not block.complete:
                     break
-                state.add(parser.parse(block.lines, block.start), path)
+                state.add(parser.parse(block.lines, block.start), names.get(path, path))
                 end = block.end
-        new_cursors.append(identity.cursor(end))
+        new_cursors.append(replace(identity.cursor(end), path=names.get(path, path)))
     state.cursors = (unclaimed + new_cursors)[-MAX_CURSORS:]
     return state
 

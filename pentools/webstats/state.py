@@ -23,8 +23,13 @@ the top N of one run over all the lines):
 
 * ``series``: hits and bytes by (hour as logged, in hours since 1970, status):
   requests per day, per hour of the day, by status, and status over time;
+* ``minutes``: hits and bytes by minute as logged, for the last `MINUTES_KEPT`
+  minutes before the newest line only: older minutes are folded into the hours
+  of ``series``, so a state that follows a log for days stays small;
 * ``requests`` (by request line as logged and whether it was a 404),
   ``hosts``, ``referrers``, ``agents``: hits and bytes of every key;
+* ``backends``: hits and bytes by backend, for formats that log it
+  (``combined_backend``: mergelogs and penlogd ``--tag-backend``);
 * ``visitors``: the distinct (day as logged, 64-bit hash of client and user
   agent) of the responses that are not 4xx, GoAccess's unique visitors;
 * per file: lines, failed lines and the first failed line; lines left out
@@ -64,17 +69,25 @@ KEYS: dict[str, tuple[str, ...]] = {
     "hosts": ("host",),
     "referrers": ("referrer",),
     "agents": ("agent",),
+    "minutes": ("minute",),
+    "backends": ("backend",),
 }
+#: Tables added after version 1: a state saved without them has them empty.
+_ADDED = ("minutes", "backends")
+#: Minutes before the newest line that keep their own counts (see the docstring).
+MINUTES_KEPT = 24 * 60
 COUNTS = ("hits", "bytes")
 STRING = pd.ArrowDtype(pa.large_string())
 _KEY_TYPES: dict[str, Any] = {
     "hour": "int64",
+    "minute": "int64",
     "status": "int64",
     "request": STRING,
     "not_found": "bool",
     "host": STRING,
     "referrer": STRING,
     "agent": STRING,
+    "backend": STRING,
 }
 
 #: Partial tables kept before they are summed into one.
@@ -171,6 +184,7 @@ class State:
         counted = {"hits": np.ones(len(frame), dtype="int64"), "bytes": frame["size"].to_numpy()}
         columns = {
             "hour": (local // 3600).astype("int64"),
+            "minute": (local // 60).astype("int64"),
             "status": status,
             "request": frame["request"].array,
             "not_found": status == 404,
@@ -178,7 +192,11 @@ class State:
             "referrer": frame["referer"].array,
             "agent": frame["agent"].array,
         }
+        if "backend" in frame:
+            columns["backend"] = frame["backend"].array
         for name, keys in KEYS.items():
+            if not all(key in columns for key in keys):
+                continue  # no backend in this format
             part = pd.DataFrame({**{key: columns[key] for key in keys}, **counted})
             self._add_part(name, part.groupby(list(keys), sort=False, as_index=False).sum())
         # GoAccess leaves 4xx responses out of unique visitors.
@@ -193,13 +211,13 @@ class State:
         parts = self._parts.setdefault(name, [])
         parts.append(part)
         if len(parts) >= _COMPACT_EVERY:
-            self._parts[name] = [_sum(name, parts)]
+            self._parts[name] = [_fold(name, _sum(name, parts), self.last_local)]
 
     # -- reading -----------------------------------------------------------
 
     def table(self, name: str) -> pd.DataFrame:
         """One table of counts (see `KEYS`): key columns, then hits and bytes."""
-        total = _sum(name, self._parts.get(name, []))
+        total = _fold(name, _sum(name, self._parts.get(name, [])), self.last_local)
         self._parts[name] = [total]
         return total
 
@@ -280,6 +298,8 @@ class State:
                     )
                 state = cls._from_meta(meta)
                 for name in KEYS:
+                    if f"{name}.arrow" not in archive.namelist() and name in _ADDED:
+                        continue  # saved before this table was counted
                     state._parts[name] = [_arrow_frame(archive.read(f"{name}.arrow"))]
                 state._visitors = [_arrow_frame(archive.read("visitors.arrow"))]
         except FileNotFoundError:
@@ -327,6 +347,7 @@ def merge(a: State, b: State) -> State:
     """
     if not a.same_reading(b):
         raise ValueError("states read with different formats or dates cannot be merged")
+    last_local = max(a.last_local, b.last_local)
     files = dict(a.files)
     for path, counts in b.files.items():
         files[path] = files[path].plus(counts) if path in files else counts
@@ -334,13 +355,16 @@ def merge(a: State, b: State) -> State:
         a,
         excluded=a.excluded + b.excluded,
         first_local=min(a.first_local, b.first_local),
-        last_local=max(a.last_local, b.last_local),
+        last_local=last_local,
         first_unix=min(a.first_unix, b.first_unix),
         last_unix=max(a.last_unix, b.last_unix),
         files=dict(sorted(files.items())),
         cursors=sorted(set(a.cursors) | set(b.cursors), key=_cursor_order),
         _parts={
-            name: [_sum(name, a._parts.get(name, []) + b._parts.get(name, []))] for name in KEYS
+            name: [
+                _fold(name, _sum(name, a._parts.get(name, []) + b._parts.get(name, [])), last_local)
+            ]
+            for name in KEYS
         },
         _visitors=[_distinct(a._visitors + b._visitors)],
     )
@@ -387,6 +411,14 @@ def _sum(name: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
         return parts[0]
     merged = pd.concat(parts, ignore_index=True)
     return merged.groupby(list(KEYS[name]), sort=False, as_index=False).sum()
+
+
+def _fold(name: str, table: pd.DataFrame, last_local: float) -> pd.DataFrame:
+    """The table without the minutes too old to keep (they stay counted in the hours)."""
+    if name != "minutes" or not math.isfinite(last_local) or not len(table):
+        return table
+    kept = table["minute"].to_numpy() >= last_local // 60 - MINUTES_KEPT
+    return table if kept.all() else table[kept].reset_index(drop=True)
 
 
 def _distinct(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import os
 from html.parser import HTMLParser
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from pentools.core.accesslog import LogFormat, parse_clf_time, parse_clf_times
 from pentools.webstats.aggregate import Report, split_request
 from pentools.webstats.parse import ChunkParser, read_line_chunks
-from pentools.webstats.render import render_html
+from pentools.webstats.render import SCRIPT, render_html
 from pentools.webstats.sources import count_files
 from pentools.webstats.state import State
 from tests.conftest import run_tool
@@ -30,6 +32,21 @@ PAYLOADS = [
     "<style>body{display:none}</style>",
     "<meta http-equiv=refresh content=0;url=//evil.test/>",
 ]
+
+
+#: What our page is made of; anything else would have come from a log.
+PAGE_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "header", "main", "h1", "h2", "p", "br",
+    "div", "b", "i", "span", "ul", "li", "figure", "figcaption", "details", "summary",
+    "table", "thead", "tbody", "tr", "th", "td", "svg", "rect", "text", "line", "polyline",
+    "circle", "script",
+}  # fmt: skip
+PAGE_ATTRIBUTES = {
+    "lang", "charset", "http-equiv", "content", "name", "class", "id", "colspan", "open",
+    "tabindex", "style", "data-v", "data-live", "viewbox", "role", "aria-label", "x", "y",
+    "x1", "x2", "y1", "y2", "cx", "cy", "r", "points", "width", "height", "text-anchor",
+    "stroke-dasharray", "stroke-dashoffset",
+}  # fmt: skip
 
 
 class _Collector(HTMLParser):
@@ -53,15 +70,13 @@ def test_hostile_log_renders_as_text(tmp_path: Path) -> None:
     page = render_html(Report.build(count_files([str(log)], State.empty())), title="<b>title</b>")
     collector = _Collector()
     collector.feed(page)
-    assert collector.tags <= {
-        "html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "br",
-        "div", "b", "span", "table", "tr", "th", "td", "svg", "rect", "text",
-    }  # fmt: skip
-    assert collector.attributes <= {
-        "lang", "charset", "http-equiv", "content", "name", "class", "colspan",
-        "viewbox", "role", "aria-label", "x", "y", "width", "height", "text-anchor",
-    }  # fmt: skip
-    assert page.count("<style>") == 1 and "<script" not in page and "<iframe" not in page
+    assert collector.tags <= PAGE_TAGS, collector.tags - PAGE_TAGS
+    assert collector.attributes <= PAGE_ATTRIBUTES, collector.attributes - PAGE_ATTRIBUTES
+    # One script, ours, and the policy allows it by its hash and nothing else.
+    assert page.count("<script") == 1 and f"<script>{SCRIPT}</script>" in page
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in page and "unsafe-eval" not in page
+    assert page.count("<style>") == 1 and "<iframe" not in page
     text = "".join(collector.text)
     for payload in PAYLOADS:
         assert payload in text  # shown, as text, in the URL, referrer and agent tables

@@ -18,7 +18,7 @@ from benchmarks.weblog import generate_lines
 from pentools.webstats.aggregate import Report
 from pentools.webstats.parse import ChunkParser
 from pentools.webstats.render import render_json
-from pentools.webstats.state import State, StateError, merge
+from pentools.webstats.state import MINUTES_KEPT, State, StateError, merge
 from tests.webstats.test_goaccess import EDGE_LINES
 
 #: Few clients, URLs and agents, so that the top-N tables have ties to break.
@@ -110,3 +110,18 @@ def test_foreign_or_newer_states_are_refused(tmp_path: Path) -> None:
         archive.writestr("meta.json", json.dumps({"hello": 1}))
     with pytest.raises(StateError, match="not a webstats state file"):
         State.load(str(other_zip))
+
+
+def test_minutes_fold_into_hours_and_merge_exactly() -> None:
+    """Only the last MINUTES_KEPT minutes keep their counts; merged parts keep the same ones."""
+    minutes = WHOLE.table("minutes").sort_values("minute", ignore_index=True)
+    newest = int(WHOLE.last_local // 60)
+    assert minutes["minute"].min() >= newest - MINUTES_KEPT and minutes["minute"].max() == newest
+    series = WHOLE.table("series")
+    recent = series[series["hour"] > (newest - MINUTES_KEPT) // 60]
+    assert 0 < minutes["hits"].sum() <= series["hits"].sum()
+    assert minutes["hits"].sum() >= recent["hits"].sum()  # the whole hours in the window
+    halves = [state_of(LINES[:300], 0), state_of(LINES[300:], 300)]
+    for merged in (merge(*halves), merge(*reversed(halves))):
+        again = merged.table("minutes").sort_values("minute", ignore_index=True)
+        assert again.equals(minutes)
