@@ -89,6 +89,7 @@ class FarmConfig:
     keepalive: float = 0.5  # probability that a keep-alive connection carries another request
     population: str = "mixed"
     stamp: str = "arrival"
+    lost: float = 0.0  # share of backend lines never written (a crash, a rotation gap)
     backend_tz: tuple[str, ...] = ()
     clients: int | None = None
     urls: int = 3000
@@ -116,6 +117,8 @@ class FarmConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        if not 0 <= self.lost < 1:
+            raise ValueError("--lost must be from 0 to below 1")
         if not 0 <= self.keepalive < 1:
             raise ValueError("--keepalive must be from 0 to below 1")
         for zone in self.backend_tz:
@@ -179,6 +182,10 @@ SHAPES: dict[str, Shape] = {
     ),
     "app-300": Shape(
         "LAN, one app's User-Agent for all", {**_LAN, "population": "monoculture", "rate": 300.0}
+    ),
+    "lossy-300": Shape(
+        "LAN, 1% of lines never logged (records without a line)",
+        {**_LAN, "lost": 0.01, "rate": 300.0},
     ),
     "regulars-100": Shape("LAN, 300 regular clients", {**_LAN, "population": "few"}),
     "no-keepalive-300": Shape(
@@ -245,6 +252,7 @@ class FarmSummary:
     clients_seen: int = 0
     ipv6_clients_seen: int = 0
     same_second_collisions: int = 0
+    lost_lines: int = 0
     files: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -1005,6 +1013,9 @@ class _Farm:
 
     def _write_line(self, now: float, payload: tuple[int, str, str]) -> None:
         server, text, client = payload
+        if self.config.lost and self.rng.random() < self.config.lost:
+            self.summary.lost_lines += 1
+            return
         info = self.summary.servers[server]
         info.lines += 1
         self.access_logs[server].write(text + "\n")
@@ -1131,6 +1142,9 @@ def read_events(out: Path) -> Iterator[FarmEvent]:
     help="Backend time stamp: arrival (Apache %t) or completion (nginx $time_local).",
 )
 @click.option(
+    "--lost", type=float, default=0.0, show_default=True, help="Share of lines never logged."
+)
+@click.option(
     "--shape",
     type=click.Choice(sorted(SHAPES)),
     default=None,
@@ -1164,6 +1178,7 @@ def main(
     keepalive: float,
     population: str,
     stamp: str,
+    lost: float,
     shape: str | None,
     backend_tz: Sequence[str],
     clients: int | None,
@@ -1194,6 +1209,7 @@ def main(
         "keepalive": keepalive,
         "population": population,
         "stamp": stamp,
+        "lost": lost,
         "backend_tz": tuple(backend_tz),
         "clients": clients,
         "urls": urls,

@@ -9,22 +9,26 @@ The rule, for a line from server S with request key R at time t:
 
 1. Exact: if the line carries the balancer's upstream port and an extended
    record of (S, port, R) exists, take the one nearest in time.
-2. Otherwise among the unconsumed records of (S, R) within ``window`` of t:
-   once enough unambiguous matches have shown how S's time stamps relate to
-   the balancer's (an offset per server, and its spread), take the oldest
-   record inside that expected band: first in, first out, which keeps the
-   order the balancer saw within a second.  If none is in the band, take the
-   nearest record *older* than the band: lines come in time order, so no
-   later line can claim it, whereas a newer one belongs to a line still to
-   come, which would then take another's, and so on.  Until the band is
-   known, take the record nearest to the expected time, but the older of two
-   less than a time resolution apart in distance (first in, first out).
-   When the line has a *fingerprint* (what a client
-   keeps from request to request: its User-Agent), candidates whose client
-   was confidently seen with another fingerprint are passed over, if any
-   other is in the band; and among the records stamped in the same second
-   (``resolution``) as the first that fits, whose order says little, a
-   client seen with this very fingerprint goes first.
+2. Otherwise among the unconsumed records of (S, R) within ``window`` of t,
+   first in, first out, the balancer's order: the oldest record goes first,
+   unless something learned says otherwise.  What can be learned:
+   - S's clock: once enough unambiguous matches (a single record of the key
+     in the window) have shown how S's time stamps relate to the balancer's,
+     a record newer than the band of that relation belongs to a line still
+     to come, and one older than the band by more than ``reach`` to a line
+     that was never logged; neither is taken while a record in between is.
+     Records a little older than the band stay first: a line that took a
+     newer record by mistake left its own there, and taking it ends the shift
+     instead of passing it on to every later line of a popular request.  If
+     only stale records are left, the nearest of them is taken: no later
+     line can claim it.  Until the band is known, the record nearest to the
+     expected time is taken, the older of two less than a time resolution
+     apart in distance.
+   - Each client's *fingerprint* (its User-Agent; see `Fingerprints`):
+     a client seen with another one is passed over, and among records of
+     the same second (``resolution``), whose order says little, a client
+     seen with this one goes first.  Where fingerprints teach nothing (a
+     population sharing addresses or one User-Agent), the order alone decides.
 3. Each record is consumed by at most one line.  A line matched while other
    candidates with a different client were also plausible is *ambiguous*.
 """
@@ -90,13 +94,14 @@ class _Pending:
 class _KeyQueue:
     """The records of one (server, request key), in time order."""
 
-    __slots__ = ("head", "live", "records", "times")
+    __slots__ = ("dropped", "head", "live", "records", "times")
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.records: list[_Pending] = []
         self.head = 0  # records before it are consumed or expired
         self.live = 0  # unconsumed records
+        self.dropped = -math.inf  # the newest time of the records no longer listed
 
     def insert(self, pending: _Pending) -> None:
         """Add a record older than the newest (records usually come in order: appended)."""
@@ -112,6 +117,7 @@ class _KeyQueue:
         while self.head < len(records) and records[self.head].consumed:
             self.head += 1
         if self.head > 64 and self.head * 2 > len(records):
+            self.dropped = self.times[self.head - 1]
             del records[: self.head]
             del self.times[: self.head]
             self.head = 0
@@ -123,6 +129,8 @@ class _KeyQueue:
         for pending in self.records[self.head : end]:
             pending.consumed = True
         self.live -= unused
+        if end:
+            self.dropped = max(self.dropped, self.times[end - 1])
         del self.records[:end]
         del self.times[:end]
         self.head = 0
@@ -165,6 +173,81 @@ class ClockOffset:
             self._dirty = 0
 
 
+class Fingerprints:
+    """What each client's fingerprint (User-Agent) says about a record of it.
+
+    Learned only from unambiguous matches, and trusted only as far as it
+    proves itself: when clients seen again come back with another
+    fingerprint too often (users behind shared NAT addresses), it says
+    nothing, and the balancer's order alone decides.  A client seen with two
+    fingerprints is *mixed*: neither for nor against any line.  A fingerprint
+    held by a large share of the known clients (a popular browser, an app
+    that is every client) is evidence against the others, never for its
+    holders, so among records of the same second the balancer's order is kept.
+    """
+
+    #: A fingerprint held by at least this share of the known clients is not evidence for one.
+    COMMON_SHARE = 0.1
+    #: Fingerprints are trusted while at most this share of clients seen again changed theirs.
+    CHANGED_SHARE = 0.05
+    #: Clients seen again before the share is trusted; counts are halved beyond 64 times it.
+    MIN_SEEN_AGAIN = 32
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._of: dict[str, str | None] = {}  # client -> fingerprint, None if mixed
+        self._holders: dict[str, int] = {}  # fingerprint -> clients known with it
+        self._kept = 0  # clients seen again with the same fingerprint
+        self._changed = 0  # ... with another one
+        self.trusted = False
+
+    def remember(self, client: str, fingerprint: str | None) -> None:
+        """`client` was seen, unambiguously, with `fingerprint` (None: not logged)."""
+        if fingerprint is None:
+            return
+        known = self._of
+        if client in known:
+            old = known.pop(client)  # re-inserted last: the most recently seen
+            new = old if old == fingerprint else None
+            if old is not None and new is None:
+                self._holders[old] -= 1
+            self._seen_again(changed=new is None)
+        else:
+            new = fingerprint
+            self._holders[fingerprint] = self._holders.get(fingerprint, 0) + 1
+            if len(known) >= self.capacity:
+                forgotten = known.pop(next(iter(known)))
+                if forgotten is not None:
+                    self._holders[forgotten] -= 1
+        known[client] = new
+
+    def _seen_again(self, changed: bool) -> None:
+        if changed:
+            self._changed += 1
+        else:
+            self._kept += 1
+        total = self._kept + self._changed
+        if total > 64 * self.MIN_SEEN_AGAIN:  # recent behaviour weighs more
+            self._kept //= 2
+            self._changed //= 2
+        self.trusted = total >= self.MIN_SEEN_AGAIN and self._changed <= self.CHANGED_SHARE * total
+
+    def distinctive(self, fingerprint: str) -> bool:
+        """True if few of the known clients hold `fingerprint`: it points to them."""
+        return self.trusted and self._holders.get(fingerprint, 0) < self.COMMON_SHARE * len(
+            self._of
+        )
+
+    def against(self, client: str, fingerprint: str) -> bool:
+        """True if `client` was seen with one other fingerprint only (and they are trusted)."""
+        seen = self._of.get(client)
+        return self.trusted and seen is not None and seen != fingerprint
+
+    def confirms(self, client: str, fingerprint: str) -> bool:
+        """True if `client` was seen with this fingerprint only."""
+        return self._of.get(client) == fingerprint
+
+
 @dataclass
 class AttributionEngine:
     """Attributes backend log lines to the balancer records that caused them.
@@ -178,6 +261,8 @@ class AttributionEngine:
     ``line - record`` assumed for a server until its own is learned: penlogd
     knows a line comes after its record, so (-slack, window) makes an
     unlearned server first in, first out instead of nearest (newest) first.
+    `reach`: how much older than the learned band a record may be and still
+    go first (see the module's rule).
     """
 
     window: float = 600.0
@@ -185,13 +270,14 @@ class AttributionEngine:
     resolution: float = 1.0
     max_records: int | None = None
     prior_band: tuple[float, float] | None = None
+    reach: float = 60.0
     stats: AttributionStats = field(default_factory=AttributionStats)
 
     #: How many clients' fingerprints to remember (least recently seen forgotten).
     MAX_FINGERPRINTS = 200_000
 
     def __post_init__(self) -> None:
-        self._fingerprints: dict[str, str] = {}
+        self._fingerprints = Fingerprints(self.MAX_FINGERPRINTS)
         self._queues: dict[tuple[str, str], _KeyQueue] = {}
         # Every queue once, by the time of its oldest record when pushed: a
         # sweep visits only the queues that have something to expire.
@@ -287,19 +373,10 @@ class AttributionEngine:
             if exact is not None:
                 queue.consume(exact)
                 offset.add(time - exact.time)
-                self._remember(exact.client, fingerprint)
+                self._fingerprints.remember(exact.client, fingerprint)
                 self.stats.exact += 1
                 return Attribution(exact.client, Outcome.EXACT)
         return self._match_in_queue(queue, offset, time, fingerprint)
-
-    def _remember(self, client: str, fingerprint: str | None) -> None:
-        if fingerprint is None:
-            return
-        fingerprints = self._fingerprints
-        fingerprints.pop(client, None)  # re-inserted last: the most recently seen
-        fingerprints[client] = fingerprint
-        if len(fingerprints) > self.MAX_FINGERPRINTS:
-            del fingerprints[next(iter(fingerprints))]
 
     def _exact(self, server: str, port: int, request: str, expected: float) -> _Pending | None:
         candidates = self._by_port.get((server, port, request))
@@ -321,23 +398,24 @@ class AttributionEngine:
         self, queue: _KeyQueue, offset: ClockOffset, time: float, fingerprint: str | None
     ) -> Attribution:
         records = queue.records
-        chosen_index = -1
         band = offset.band
         if band is not None:
             low = max(time - band[1], time - self.window)
             high = min(time - band[0], time + self.window)
-            start = bisect_left(queue.times, low, queue.head)
+            oldest = max(low - self.reach, time - self.window)
+            start = bisect_left(queue.times, oldest, queue.head)
             chosen_index = self._first_in_band(queue, start, high, fingerprint)
-        if chosen_index < 0:
-            newest = math.inf if band is None else low
-            chosen_index = self._nearest(queue, time - offset.median, newest)
+            if chosen_index < 0:  # only stale records: one that no later line can claim
+                chosen_index = self._nearest(queue, time - offset.median, oldest)
+        else:
+            chosen_index = self._nearest(queue, time - offset.median, math.inf)
         if chosen_index < 0:
             self.stats.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
         chosen = records[chosen_index]
         if self._is_unique(queue, time):
             offset.add(time - chosen.time)
-            self._remember(chosen.client, fingerprint)
+            self._fingerprints.remember(chosen.client, fingerprint)
         if queue.live == 1:  # the chosen one is the only candidate left
             ambiguous = False
         else:
@@ -354,15 +432,17 @@ class AttributionEngine:
     def _first_in_band(
         self, queue: _KeyQueue, start: int, high: float, fingerprint: str | None
     ) -> int:
-        """The oldest unconsumed record in [low, high] whose client's fingerprint fits.
+        """The oldest unconsumed record up to `high` whose client's fingerprint fits.
 
-        A different fingerprint is evidence against a client; the same one is
-        evidence for it, weighed only among simultaneous records, since a
-        popular browser's fingerprint is shared by many clients.  If every
-        candidate is against, the oldest is taken all the same.
+        First in, first out, unless the fingerprint says otherwise: a client
+        seen with another one is passed over; among records of the same
+        second, whose order says little, a client seen with this very one
+        goes first if that fingerprint is distinctive.  If every candidate
+        is against, the oldest is taken all the same.
         """
         times, records = queue.times, queue.records
-        known = self._fingerprints
+        prints = self._fingerprints
+        distinctive = fingerprint is not None and prints.distinctive(fingerprint)
         first = fitting = -1
         index = start
         while index < len(times) and times[index] <= high:
@@ -370,12 +450,13 @@ class AttributionEngine:
             if not pending.consumed:
                 if fingerprint is None:
                     return index
-                if fitting >= 0 and times[index] >= times[fitting] + self.resolution:
+                if fitting >= 0 and (
+                    not distinctive or times[index] >= times[fitting] + self.resolution
+                ):
                     return fitting
-                seen = known.get(pending.client)
-                if seen == fingerprint:
+                if distinctive and prints.confirms(pending.client, fingerprint):
                     return index
-                if seen is None and fitting < 0:
+                if fitting < 0 and not prints.against(pending.client, fingerprint):
                     fitting = index
                 if first < 0:
                     first = index
@@ -415,8 +496,10 @@ class AttributionEngine:
         Only such matches teach the engine (a clock offset, a client's
         fingerprint): learning from guesses would let one error breed more.
         """
+        if queue.dropped >= time - self.window:  # a used record of the key was near
+            return False
         times = queue.times
-        first = bisect_left(times, time - self.window, queue.head)
+        first = bisect_left(times, time - self.window)  # used records count too
         return first + 1 == len(times) or times[first + 1] > time + self.window
 
     def _other_client_between(
@@ -429,14 +512,17 @@ class AttributionEngine:
     ) -> bool:
         """True if another client, not ruled out by its fingerprint, was plausible too."""
         times, records = queue.times, queue.records
-        known = self._fingerprints
+        prints = self._fingerprints
         index = bisect_left(times, low, queue.head)
         while index < len(times) and times[index] <= high:
             other = records[index]
-            if not other.consumed and other is not chosen and other.client != chosen.client:
-                seen = known.get(other.client) if fingerprint is not None else None
-                if seen is None or seen == fingerprint:
-                    return True
+            if (
+                not other.consumed
+                and other is not chosen
+                and other.client != chosen.client
+                and (fingerprint is None or not prints.against(other.client, fingerprint))
+            ):
+                return True
             index += 1
         return False
 

@@ -1,6 +1,8 @@
 """The join engine, driven event by event (no files, no sockets)."""
 
-from pentools.core.attribution import AttributionEngine, ClockOffset, Outcome
+from collections import deque
+
+from pentools.core.attribution import AttributionEngine, ClockOffset, Fingerprints, Outcome
 from pentools.core.records import BalancerRecord
 
 SERVER = "10.0.0.1"
@@ -85,9 +87,24 @@ def banded_engine() -> AttributionEngine:
 
 def test_band_keeps_a_lost_line_from_shifting_the_rest() -> None:
     engine = banded_engine()
-    engine.add_record(record("192.0.2.1", 400))  # its line was never logged
+    stale = 450 - engine.reach - 10  # older than the band by more than the reach
+    engine.add_record(record("192.0.2.1", stale))  # its line was never logged
     engine.add_record(record("192.0.2.2", 450))
     assert engine.match(SERVER, GET, 450).client == "192.0.2.2"
+
+
+def test_a_record_left_behind_goes_first_and_ends_the_shift() -> None:
+    """A line took the next line's record by mistake (a shift): its own record,
+    a little older than the band, goes first, and the lines after are right
+    again instead of each taking its successor's record."""
+    engine = banded_engine()
+    # The line of 192.0.2.1 (at 440) took the record of 192.0.2.2 (450) and left its own.
+    engine.add_record(record("192.0.2.1", 440))
+    engine.add_record(record("192.0.2.3", 451))
+    engine.add_record(record("192.0.2.4", 452))
+    assert engine.match(SERVER, GET, 450).client == "192.0.2.1"  # 192.0.2.2's line: the error
+    assert engine.match(SERVER, GET, 451).client == "192.0.2.3"  # and no more
+    assert engine.match(SERVER, GET, 452).client == "192.0.2.4"
 
 
 def test_outside_the_band_only_a_record_no_later_line_can_claim() -> None:
@@ -146,9 +163,11 @@ def teach(engine: AttributionEngine, client: str, agent: str, time: float) -> No
 
 
 def learned_engine() -> AttributionEngine:
+    """Clients seen twice each with their own agent: fingerprints are trusted."""
     engine = AttributionEngine(window=600)
-    for index in range(ClockOffset.MIN_SAMPLES):
-        teach(engine, f"198.51.100.{index}", "bot", index * 10.0)
+    for index in range(Fingerprints.MIN_SEEN_AGAIN):
+        for visit in (0, 1):
+            teach(engine, f"198.51.100.{index}", f"agent {index}", index * 8.0 + visit)
     teach(engine, "192.0.2.1", "Firefox", 300)
     teach(engine, "192.0.2.2", "Chrome", 301)
     return engine
@@ -179,4 +198,52 @@ def test_guesses_teach_nothing() -> None:
     engine.add_record(record("192.0.2.2", 100))
     engine.match(SERVER, GET, 100, fingerprint="Chrome")
     assert engine.offset(SERVER).band is None
-    assert engine._fingerprints == {}
+    assert not engine._fingerprints.confirms("192.0.2.1", "Chrome")
+    assert not engine._fingerprints.confirms("192.0.2.2", "Chrome")
+
+
+def test_a_request_whose_other_record_was_used_teaches_nothing() -> None:
+    """Two requests of a key, the second line alone in the queue once the first
+    took a record: not unambiguous, the first may have taken the wrong one."""
+    engine = AttributionEngine(window=600)
+    engine.add_record(record("192.0.2.1", 100))
+    engine.add_record(record("192.0.2.2", 104))
+    engine.match(SERVER, GET, 103, fingerprint="Chrome")
+    engine.match(SERVER, GET, 104, fingerprint="Firefox")
+    assert not engine._fingerprints.confirms("192.0.2.2", "Firefox")
+    assert engine.offset(SERVER)._samples == deque()
+
+
+def test_a_client_seen_with_two_user_agents_is_neither_for_nor_against() -> None:
+    prints = Fingerprints(capacity=100)
+    prints.trusted = True
+    prints.remember("192.0.2.1", "Firefox")
+    assert prints.against("192.0.2.1", "Chrome") and prints.confirms("192.0.2.1", "Firefox")
+    prints.remember("192.0.2.1", "Chrome")  # another user behind the same address
+    assert not prints.against("192.0.2.1", "Chrome") and not prints.against("192.0.2.1", "Firefox")
+    assert not prints.confirms("192.0.2.1", "Firefox")
+
+
+def test_user_agents_are_trusted_only_while_clients_keep_theirs() -> None:
+    prints = Fingerprints(capacity=1000)
+    for index in range(Fingerprints.MIN_SEEN_AGAIN):
+        prints.remember(f"198.51.100.{index}", f"agent {index}")
+        prints.remember(f"198.51.100.{index}", f"agent {index}")
+    assert prints.trusted and prints.against("198.51.100.1", "agent 2")
+    for index in range(Fingerprints.MIN_SEEN_AGAIN):  # a NAT population shows up
+        prints.remember(f"203.0.113.{index}", "Firefox")
+        prints.remember(f"203.0.113.{index}", "Chrome")
+    assert not prints.trusted
+    assert not prints.against("198.51.100.1", "agent 2")
+
+
+def test_a_user_agent_everyone_has_keeps_the_balancers_order() -> None:
+    """An app whose every client sends the same agent: being seen with it says
+    nothing, so a known client does not jump ahead of an unknown one."""
+    engine = AttributionEngine(window=600)
+    for index in range(Fingerprints.MIN_SEEN_AGAIN):
+        for visit in (0, 1):
+            teach(engine, f"198.51.100.{index}", "ShopApp/5", index * 8.0 + visit)
+    engine.add_record(record("192.0.2.9", 400))  # never seen
+    engine.add_record(record("198.51.100.3", 400))  # seen with the app's agent
+    assert engine.match(SERVER, GET, 400, fingerprint="ShopApp/5").client == "192.0.2.9"
