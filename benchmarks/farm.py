@@ -35,17 +35,17 @@ import re
 import string
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import click
 
 from pentools.core.records import REQUEST_MAX, BalancerRecord, request_key
 
 DELAY_MODELS = ("lan", "metro", "wan", "wide")
-SERVICE_MODELS = ("fast", "web", "heavy")
+SERVICE_MODELS = ("web", "fast", "heavy")
 #: Who the clients are: a mix of browsers, bots and scripts; one app's agent
 #: for all (an API behind the farm); several users behind each of many NAT
 #: addresses (offices, carrier-grade NAT: one address, several User-Agents);
@@ -65,6 +65,7 @@ TIME_WAIT = 60.0
 #: Apache's default KeepAliveTimeout: a longer pause means a new connection.
 KEEPALIVE_TIMEOUT = 5.0
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ZONE = re.compile(r"[+-](\d\d)(\d\d)")
 
@@ -1085,6 +1086,13 @@ def read_events(out: Path) -> Iterator[FarmEvent]:
 # ------------------------------------------------------------------------------ cli
 
 
+def _choice(name: str, choices: Sequence[str], text: str) -> Callable[[_F], _F]:
+    """An option taking one of `choices`, the first by default."""
+    return click.option(
+        name, type=click.Choice(choices), default=choices[0], show_default=True, help=text
+    )
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--requests", type=int, default=3000, show_default=True, help="Requests to simulate.")
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Requests per second.")
@@ -1113,12 +1121,10 @@ def read_events(out: Path) -> Iterator[FarmEvent]:
     default=None,
     help="Smallest backend clock offset (default: -OFFSET_MAX); offsets uniform in between.",
 )
-@click.option(
+@_choice(
     "--service",
-    type=click.Choice(SERVICE_MODELS),
-    default="web",
-    show_default=True,
-    help="Service times: fast (ms), web (tens of ms, 1% of 1-6 s), heavy (5% of 1-30 s).",
+    SERVICE_MODELS,
+    "Service times: fast (ms), web (tens of ms, 1% of 1-6 s), heavy (5% of 1-30 s).",
 )
 @click.option(
     "--keepalive",
@@ -1127,19 +1133,13 @@ def read_events(out: Path) -> Iterator[FarmEvent]:
     show_default=True,
     help="Probability that a keep-alive connection carries another request.",
 )
-@click.option(
+@_choice(
     "--population",
-    type=click.Choice(POPULATIONS),
-    default="mixed",
-    show_default=True,
-    help="Clients: mixed, monoculture (one User-Agent), nat (users sharing addresses), few.",
+    POPULATIONS,
+    "Clients: mixed, monoculture (one User-Agent), nat (users sharing addresses), few.",
 )
-@click.option(
-    "--stamp",
-    type=click.Choice(STAMPS),
-    default="arrival",
-    show_default=True,
-    help="Backend time stamp: arrival (Apache %t) or completion (nginx $time_local).",
+@_choice(
+    "--stamp", STAMPS, "Backend time stamp: arrival (Apache %t) or completion (nginx $time_local)."
 )
 @click.option(
     "--lost", type=float, default=0.0, show_default=True, help="Share of lines never logged."

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import json
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
@@ -63,20 +64,45 @@ class Attribution:
 
 
 @dataclass
-class AttributionStats:
-    """Counters of the join, shared by penlogd's and mergelogs' reports."""
+class JoinReport:
+    """The one accounting of a join, whoever runs it.
 
-    records: int = 0
-    lines: int = 0
-    exact: int = 0
-    matched: int = 0
-    ambiguous: int = 0
-    unmatched: int = 0
-    records_expired: int = 0
+    penlogd's counters (USR1, exit, metrics) and mergelogs' ``--stats`` are
+    this report, rendered by `render` in one layout and by `to_json` as JSON;
+    the field names are stable (metrics and scripts read them).
+    """
+
+    lines: int = 0  # log lines seen; every one is written
+    exact: int = 0  # ... joined on the balancer's upstream port
+    matched: int = 0  # ... to the one plausible client
+    ambiguous: int = 0  # ... while another client was plausible too
+    unmatched: int = 0  # ... parsed, but no record fits: written with their own client
+    malformed: int = 0  # ... not in the log format: written unchanged
+    records: int = 0  # balancer records received for the known servers
+    records_unused: int = 0  # ... no line used: expired, or still waiting at report time
+    records_expired: int = 0  # ... dropped unused, older than the window (or over -n)
 
     @property
     def attributed(self) -> int:
         return self.exact + self.matched + self.ambiguous
+
+    def fields(self) -> dict[str, int]:
+        """The counters by name, in the report's order."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def render(self, extra: dict[str, object] | None = None) -> str:
+        """One line: ``lines N (attributed P%), exact N, ...`` then `extra`, tool-specific."""
+        share = 100 * self.attributed / self.lines if self.lines else 0.0
+        parts = [f"lines {self.lines} (attributed {share:.2f}%)"]
+        parts += [f"{name} {value}" for name, value in self.fields().items() if name != "lines"]
+        text = ", ".join(parts)
+        if extra:
+            text += "; " + ", ".join(f"{name} {value}" for name, value in extra.items())
+        return text
+
+    def to_json(self, extra: dict[str, object] | None = None) -> str:
+        """The counters, `attributed` and `extra` as a JSON object (one line)."""
+        return json.dumps({**self.fields(), "attributed": self.attributed, **(extra or {})})
 
 
 class _Pending:
@@ -271,7 +297,7 @@ class AttributionEngine:
     max_records: int | None = None
     prior_band: tuple[float, float] | None = None
     reach: float = 60.0
-    stats: AttributionStats = field(default_factory=AttributionStats)
+    report: JoinReport = field(default_factory=JoinReport)
 
     #: How many clients' fingerprints to remember (least recently seen forgotten).
     MAX_FINGERPRINTS = 200_000
@@ -293,6 +319,16 @@ class AttributionEngine:
     def pending_records(self) -> int:
         """Records received and not yet consumed or expired."""
         return sum(queue.live for queue in self._queues.values())
+
+    def count_malformed(self) -> None:
+        """A line that is not in the log format: written unchanged, counted here."""
+        self.report.lines += 1
+        self.report.malformed += 1
+
+    def snapshot(self) -> JoinReport:
+        """The report, its unused records counted now (expired or still waiting)."""
+        self.report.records_unused = self.report.records_expired + self.pending_records
+        return self.report
 
     def offset(self, server: str) -> ClockOffset:
         """The learned clock relation of `server` (created on first use)."""
@@ -321,7 +357,7 @@ class AttributionEngine:
         if record.upstream_port is not None:
             port_key = (record.server, record.upstream_port, record.request)
             self._by_port.setdefault(port_key, []).append(pending)
-        self.stats.records += 1
+        self.report.records += 1
         if self.max_records is not None:
             self._bound_records(record.time)
 
@@ -362,10 +398,10 @@ class AttributionEngine:
         `fingerprint` what identifies a client across its requests (its
         User-Agent), if the backend logged it.
         """
-        self.stats.lines += 1
+        self.report.lines += 1
         queue = self._queues.get((server, request))
         if queue is None or queue.live == 0:
-            self.stats.unmatched += 1
+            self.report.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
         offset = self._offsets.get(server) or self.offset(server)
         if remote_port is not None:
@@ -374,7 +410,7 @@ class AttributionEngine:
                 queue.consume(exact)
                 offset.add(time - exact.time)
                 self._fingerprints.remember(exact.client, fingerprint)
-                self.stats.exact += 1
+                self.report.exact += 1
                 return Attribution(exact.client, Outcome.EXACT)
         return self._match_in_queue(queue, offset, time, fingerprint)
 
@@ -410,7 +446,7 @@ class AttributionEngine:
         else:
             chosen_index = self._nearest(queue, time - offset.median, math.inf)
         if chosen_index < 0:
-            self.stats.unmatched += 1
+            self.report.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
         chosen = records[chosen_index]
         if self._is_unique(queue, time):
@@ -424,9 +460,9 @@ class AttributionEngine:
             ambiguous = self._other_client_between(queue, chosen, low, high, fingerprint)
         queue.consume(chosen)
         if ambiguous:
-            self.stats.ambiguous += 1
+            self.report.ambiguous += 1
             return Attribution(chosen.client, Outcome.AMBIGUOUS)
-        self.stats.matched += 1
+        self.report.matched += 1
         return Attribution(chosen.client, Outcome.MATCHED)
 
     def _first_in_band(
@@ -555,7 +591,7 @@ class AttributionEngine:
                 for key, pendings in self._by_port.items()
                 if (live := [p for p in pendings if not p.consumed and p.time >= before])
             }
-        self.stats.records_expired += unused
+        self.report.records_expired += unused
         times = self._record_times
         while times and times[0] < before:
             times.popleft()

@@ -69,3 +69,23 @@ class OutputFileError(PentoolsError, OSError):
         super().__init__(f"cannot write {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class UnparsedInputError(PentoolsError, ValueError):
+    """An input of which too few lines parse in the log format tried.
+
+    The lines were still passed through; this says the result is worth little
+    (a wrong ``--log-format``, a pen.log given as an access log, binary junk).
+    """
+
+    def __init__(self, path: str, log_format: str, lines: int, parsed: int, sample: str) -> None:
+        share = 100 * parsed / lines if lines else 0.0
+        super().__init__(
+            f"{path}: {parsed} of {lines} lines ({share:.1f}%) parse as {log_format}; "
+            f"one that does not: {sample[:160]!r}"
+        )
+        self.path = path
+        self.log_format = log_format
+        self.lines = lines
+        self.parsed = parsed
+        self.sample = sample

@@ -103,6 +103,12 @@ used by one line only.  Lines that match nothing are written unchanged.
     metavar="BYTES",
     help="Socket receive buffer asked for (-d shows what the kernel granted).",
 )
+@click.option(
+    "--stats-json",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the counters as JSON to FILE on USR1 and at exit (inside -j's jail).",
+)
 @click.argument("port")
 def command(
     debug: int,
@@ -118,6 +124,7 @@ def command(
     window: float,
     wait: float,
     rcvbuf: int,
+    stats_json: str | None,
     port: str,
 ) -> None:
     """Join pen's records with the web servers' log lines, live, on UDP PORT.
@@ -138,6 +145,7 @@ def command(
         debug=debug,
         chroot=chroot,
         user=user,
+        stats_json=stats_json,
         rcvbuf=rcvbuf,
         join=JoinConfig(
             window=window,

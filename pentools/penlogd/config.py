@@ -24,4 +24,5 @@ class PenlogdConfig:
     chroot: str | None = None
     user: str | None = None
     rcvbuf: int = DEFAULT_RCVBUF
+    stats_json: str | None = None  # the counters as JSON, written on USR1 and at exit
     join: JoinConfig = field(default_factory=JoinConfig)

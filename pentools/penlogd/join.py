@@ -14,11 +14,11 @@ web lines (empty ones, bad or refused records) are dropped, and counted.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 from pentools.core.accesslog import AccessLine, LogFormat
 from pentools.core.addresses import normalize_ip
-from pentools.core.attribution import AttributionEngine
+from pentools.core.attribution import AttributionEngine, JoinReport
 from pentools.core.errors import RecordError
 from pentools.core.records import is_record_datagram, parse_datagram
 
@@ -46,20 +46,36 @@ class JoinConfig:
 
 @dataclass
 class JoinCounters:
-    """What penlogd reports on USR1 and at exit."""
+    """What penlogd reports on USR1, at exit and to the metrics.
 
+    `report` is the join's accounting, the same as mergelogs' ``--stats``
+    (`JoinReport`: lines, exact, matched, ambiguous, unmatched, malformed,
+    records, records_unused, records_expired); the rest is penlogd's own.
+    """
+
+    report: JoinReport = field(default_factory=JoinReport)
     received: int = 0  # datagrams
-    records: int = 0  # balancer records accepted
     refused: int = 0  # records from an address not given with --balancer
-    lines: int = 0  # web lines written
-    matched: int = 0  # ... with a client from a record (the engine's count)
-    waited: int = 0  # ... that had to wait for their record
-    unmatched: int = 0  # ... parsed, but no record matched (the engine's count)
-    malformed: int = 0  # empty datagrams, bad records, lines not in the log format
-    expired: int = 0  # records never claimed by a line
+    waited: int = 0  # lines that had to wait for their record
+    dropped: int = 0  # datagrams neither a line nor a record: empty, or a bad record
+    waiting: int = 0  # lines waiting for their record now
+
+    def extra(self) -> dict[str, object]:
+        return {
+            "received": self.received,
+            "refused": self.refused,
+            "waited": self.waited,
+            "dropped": self.dropped,
+            "waiting": self.waiting,
+        }
 
     def summary(self) -> str:
-        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+        """One line: the join's report in mergelogs' layout, then penlogd's own counters."""
+        return self.report.render(self.extra())
+
+    def to_json(self) -> str:
+        """The same as JSON (``--stats-json``)."""
+        return self.report.to_json(self.extra())
 
 
 class _WaitingLine:
@@ -106,7 +122,7 @@ class LiveJoin:
             max_records=config.max_records,
             prior_band=(-config.slack, config.window),  # a line comes after its record
         )
-        self.counters = JoinCounters()
+        self.counters = JoinCounters(self.engine.report)
         self._format = LogFormat(config.log_format)
         self._output: list[bytes] = []
         self._waiting: deque[_WaitingLine] = deque()  # in arrival order = deadline order
@@ -139,7 +155,7 @@ class LiveJoin:
         if is_record_datagram(datagram):
             self._record(datagram, server, now)
         elif not datagram or datagram.isspace():
-            self.counters.malformed += 1
+            self.counters.dropped += 1
         else:
             self._line(datagram, server, now)
 
@@ -174,10 +190,9 @@ class LiveJoin:
         try:
             record = parse_datagram(datagram, now)
         except RecordError:
-            self.counters.malformed += 1
+            self.counters.dropped += 1
             return
         self.engine.add_record(record)
-        self.counters.records += 1
         queue = self._waiting_by_key.get((record.server, record.request))
         if queue:
             self._attribute_waiting(queue[0], now)
@@ -186,7 +201,7 @@ class LiveJoin:
         text = one_line(datagram)
         line = self._format.parse(text)
         if line is None:
-            self.counters.malformed += 1
+            self.engine.count_malformed()
             self._write(text)
             return
         key = line.request_key()
@@ -222,17 +237,11 @@ class LiveJoin:
         self._write(line.text if client is None else line.with_client(client))
 
     def _write(self, text: str) -> None:
-        self.counters.lines += 1
         self._output.append((text + "\n").encode("latin-1"))
 
     def sync_counters(self) -> JoinCounters:
-        """The counters, with the join's own accounting taken from the shared engine.
-
-        Matched and unmatched are what the engine decided, as in mergelogs'
-        report; a malformed line never reaches it and counts as malformed only.
-        """
-        stats = self.engine.stats
-        self.counters.matched = stats.attributed
-        self.counters.unmatched = stats.unmatched
-        self.counters.expired = stats.records_expired
+        """The counters as of now: the engine's report (unused records counted now)
+        and penlogd's own.  Read by USR1, at exit, and by the metrics."""
+        self.engine.snapshot()
+        self.counters.waiting = len(self._waiting)
         return self.counters

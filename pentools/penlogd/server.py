@@ -22,6 +22,7 @@ from asyncio_dgram.aio import DatagramStream
 
 from pentools.core.addresses import address_family, format_host_port
 from pentools.core.errors import AddressError, ListenError, OutputFileError, PentoolsError
+from pentools.core.output import atomic_output
 from pentools.penlogd import daemon
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
@@ -243,7 +244,20 @@ class PenlogdServer:
         log.info("reopened %s", self.output.path or "stdout")
 
     def _report(self) -> None:
-        log.info("%s, waiting %d", self.join.sync_counters().summary(), self.join.waiting)
+        counters = self.join.sync_counters()
+        log.info("%s", counters.summary())
+        write_stats_json(self.config.stats_json, counters)
+
+
+def write_stats_json(path: str | None, counters: JoinCounters) -> None:
+    """The counters as JSON to `path` (replaced atomically); a failure is only logged."""
+    if path is None:
+        return
+    try:
+        with atomic_output(path) as binary:
+            binary.write(counters.to_json().encode() + b"\n")
+    except OutputFileError as exc:
+        log.error("%s", exc)
 
 
 def _drain(receiver: BatchReceiver) -> Iterator[tuple[bytes, str]]:
@@ -307,4 +321,5 @@ def run(config: PenlogdConfig) -> JoinCounters:
                 log.warning("could not remove %s: %s", config.pidfile, problem)
     if config.debug:
         log.info("exiting: %s", counters.summary())
+    write_stats_json(config.stats_json, counters)
     return counters

@@ -19,7 +19,7 @@ def test_each_record_is_used_once() -> None:
     assert engine.match(SERVER, GET, 100).client == "192.0.2.1"
     second = engine.match(SERVER, GET, 100)
     assert second == second.__class__(None, Outcome.UNMATCHED)
-    assert engine.stats.matched == 1 and engine.stats.unmatched == 1
+    assert engine.report.matched == 1 and engine.report.unmatched == 1
 
 
 def test_nearest_in_time_within_the_window() -> None:
@@ -132,7 +132,7 @@ def test_exact_join_on_the_upstream_port() -> None:
     first = engine.match(SERVER, GET, 100, remote_port=40001)
     assert (second.client, second.outcome) == ("192.0.2.2", Outcome.EXACT)
     assert (first.client, first.outcome) == ("192.0.2.1", Outcome.EXACT)
-    assert engine.stats.exact == 2
+    assert engine.report.exact == 2
 
 
 def test_expiry_counts_unused_records_and_frees_them() -> None:
@@ -142,7 +142,7 @@ def test_expiry_counts_unused_records_and_frees_them() -> None:
     engine.match(SERVER, "GET /b HTTP/1.1", 105)
     engine.add_record(record("192.0.2.3", 200))
     engine.advance(150)
-    assert engine.stats.records_expired == 1
+    assert engine.report.records_expired == 1
     assert engine.pending_records == 1
     assert engine.match(SERVER, GET, 200).client == "192.0.2.3"
 

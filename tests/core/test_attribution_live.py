@@ -23,7 +23,7 @@ def test_the_bound_keeps_the_newest_and_counts_the_dropped_as_expired() -> None:
     engine = AttributionEngine(window=1e9, max_records=1000)
     add(engine, 5000)
     assert 1000 <= engine.pending_records <= 1000 + 1000 // 8
-    assert engine.stats.records_expired == 5000 - engine.pending_records
+    assert engine.report.records_expired == 5000 - engine.pending_records
     # a line from long ago finds the oldest record kept, not a dropped one
     oldest_kept = 5000 - engine.pending_records
     answer = engine.match("192.0.2.1", "GET /", 0.0)
