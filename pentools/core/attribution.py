@@ -508,11 +508,18 @@ class AttributionEngine:
         expected_or_newest = min(expected, newest)
         start = bisect_left(times, expected_or_newest, queue.head)
         best, best_distance = -1, math.inf
-        index = start - 1  # backwards: the later of equals loses to the earlier below
+        index = start - 1  # backwards: the nearest older record...
         while index >= queue.head and expected - times[index] <= self.window:
             if not records[index].consumed:
                 best, best_distance = index, expected - times[index]
                 break
+            index -= 1
+        # ... or the oldest of those less than a resolution older than it (records
+        # stamped in the same second): first in, first out, not last in
+        index -= 1
+        while best >= 0 and index >= queue.head and times[index] > times[best] - self.resolution:
+            if not records[index].consumed:
+                best = index
             index -= 1
         # a newer record wins only if nearer by more than the time resolution:
         # within it, the two are equally plausible, and first in, first out

@@ -235,7 +235,8 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
         if path != "-":
             open_binary(path).close()  # fail before writing anything, not half-way
     stats = MergeStats()
-    engine = AttributionEngine(window=config.jitter)
+    # Until a server's clock is learned: first in, first out within the window.
+    engine = AttributionEngine(window=config.jitter, prior_band=(-config.jitter, config.jitter))
     stats.join = engine.report
     records = _RecordFeed(config, engine, stats)
     stats.sources = [SourceTally(source.path) for source in config.sources]

@@ -247,3 +247,27 @@ def test_a_user_agent_everyone_has_keeps_the_balancers_order() -> None:
     engine.add_record(record("192.0.2.9", 400))  # never seen
     engine.add_record(record("198.51.100.3", 400))  # seen with the app's agent
     assert engine.match(SERVER, GET, 400, fingerprint="ShopApp/5").client == "192.0.2.9"
+
+
+def test_nearest_takes_the_oldest_of_records_stamped_together() -> None:
+    """Records of one second, shifted by the balancer's clock (-t 0.6): the
+    nearest older ones are three equals; the first forwarded goes first, not the last."""
+    engine = AttributionEngine(window=60)
+    for client in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        engine.add_record(record(client, 99.4))
+    assert [engine.match(SERVER, GET, 100).client for _ in range(3)] == [
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.3",
+    ]
+
+
+def test_a_prior_band_over_the_window_is_first_in_first_out_at_any_offset() -> None:
+    """mergelogs' prior: until a clock is learned (a popular page may never teach
+    it), the balancer's order, whatever the backend's offset."""
+    engine = AttributionEngine(window=60, prior_band=(-60, 60))
+    for second in range(5):
+        for index in range(2):
+            engine.add_record(record(f"192.0.2.{second * 2 + index}", 100 + second))
+    lines = [engine.match(SERVER, GET, 101.7 + second).client for second in range(5) for _ in "ab"]
+    assert lines == [f"192.0.2.{n}" for n in range(10)]

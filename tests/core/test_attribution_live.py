@@ -42,7 +42,7 @@ def test_consumed_records_still_count_toward_the_bound_until_swept() -> None:
 
 def test_a_prior_band_makes_an_unlearned_server_first_in_first_out() -> None:
     def engine_with(prior: tuple[float, float] | None) -> list[str | None]:
-        engine = AttributionEngine(window=60, slack=0.05, prior_band=prior)
+        engine = AttributionEngine(window=60, slack=0.05, resolution=0.05, prior_band=prior)
         for index in range(3):
             engine.add_record(BalancerRecord(f"10.0.0.{index}", "192.0.2.1", "GET /", index * 0.1))
         return [engine.match("192.0.2.1", "GET /", 0.5 + n * 0.01).client for n in range(3)]

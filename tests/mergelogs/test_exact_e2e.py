@@ -9,16 +9,14 @@ servers log after the port: the truth, which the join never looks at.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from benchmarks.real_farm import nginx
 from tests.apache import Apache
 from tests.conftest import Processes, free_port, http_get, require_program, run_tool
 from tests.pen.support import start_pen
@@ -34,43 +32,6 @@ NGINX_FORMAT = (
 )
 #: How mergelogs reads both (an Apache LogFormat).
 MERGE_FORMAT = '%h %l %u %t "%r" %>s %b %{remote}p "%{X-Who}i"'
-
-
-def nginx_server(processes: Processes, directory: Path, address: str) -> tuple[int, Path]:
-    """A private nginx on `address` writing its access log to a file: (port, log)."""
-    nginx = require_program("nginx")
-    directory.mkdir(parents=True)
-    docroot = Path(tempfile.mkdtemp(prefix="pentools-nginx-"))
-    docroot.chmod(0o755)
-    (docroot / "index.html").write_text("hello\n")
-    (docroot / "index.html").chmod(0o644)
-    port = free_port(address)
-    log = directory / "access.log"
-    temp = "".join(
-        f"{kind}_temp_path {directory}/{kind};\n"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    config = directory / "nginx.conf"
-    config.write_text(
-        f"daemon off; worker_processes 1; pid {directory}/nginx.pid;\n"
-        f"error_log {directory}/error.log warn;\n"
-        "events { worker_connections 256; }\n"
-        f"http {{ {temp} log_format exact {NGINX_FORMAT};\n"
-        f"  server {{ listen {address}:{port}; root {docroot}; access_log {log} exact; }} }}\n"
-    )
-    processes.start(
-        [nginx, "-p", str(directory), "-c", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection((address, port), timeout=1).close()
-            return port, log
-        except OSError:
-            assert time.monotonic() < deadline, (directory / "error.log").read_text()
-            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -139,10 +100,12 @@ def test_apache_logging_the_upstream_port_is_joined_exactly(
 def test_nginx_logging_the_upstream_port_is_joined_exactly(
     processes: Processes, tmp_path: Path
 ) -> None:
+    require_program("nginx")
     backends, logs = [], {}
-    for address in WEB_SERVERS:
-        port, log = nginx_server(processes, tmp_path / address, address)
-        backends.append(f"{address}:{port}")
-        logs[address] = log
-    pen_log = run_farm(processes, tmp_path, backends)
-    assert_exact(tmp_path, pen_log, logs)  # nginx writes each line when the request ends
+    with ExitStack() as servers:
+        for address in WEB_SERVERS:
+            port, log = servers.enter_context(nginx(tmp_path / address, address, NGINX_FORMAT))
+            backends.append(f"{address}:{port}")
+            logs[address] = log
+        pen_log = run_farm(processes, tmp_path, backends)
+    assert_exact(tmp_path, pen_log, logs)  # nginx is gone: its logs are complete
