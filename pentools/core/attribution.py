@@ -120,14 +120,14 @@ class _Pending:
 class _KeyQueue:
     """The records of one (server, request key), in time order."""
 
-    __slots__ = ("dropped", "head", "live", "records", "times")
+    __slots__ = ("head", "last_used", "live", "records", "times")
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.records: list[_Pending] = []
         self.head = 0  # records before it are consumed or expired
         self.live = 0  # unconsumed records
-        self.dropped = -math.inf  # the newest time of the records no longer listed
+        self.last_used = -math.inf  # the time of the newest record a line used
 
     def insert(self, pending: _Pending) -> None:
         """Add a record older than the newest (records usually come in order: appended)."""
@@ -137,15 +137,23 @@ class _KeyQueue:
         self.live += 1
 
     def consume(self, pending: _Pending) -> None:
+        """Mark `pending` used; once most of the list is used, keep only the rest.
+
+        A record left unused among used ones (a line never logged) would
+        otherwise make every later search of the key walk over all the used
+        records after it.
+        """
         pending.consumed = True
         self.live -= 1
+        self.last_used = max(self.last_used, pending.time)
         records = self.records
         while self.head < len(records) and records[self.head].consumed:
             self.head += 1
-        if self.head > 64 and self.head * 2 > len(records):
-            self.dropped = self.times[self.head - 1]
-            del records[: self.head]
-            del self.times[: self.head]
+        used = len(records) - self.live
+        if used > 64 and used * 2 > len(records):
+            kept = [p for p in records[self.head :] if not p.consumed]
+            self.records = kept
+            self.times = [p.time for p in kept]
             self.head = 0
 
     def drop_before(self, time: float) -> int:
@@ -155,8 +163,6 @@ class _KeyQueue:
         for pending in self.records[self.head : end]:
             pending.consumed = True
         self.live -= unused
-        if end:
-            self.dropped = max(self.dropped, self.times[end - 1])
         del self.records[:end]
         del self.times[:end]
         self.head = 0
@@ -539,10 +545,10 @@ class AttributionEngine:
         Only such matches teach the engine (a clock offset, a client's
         fingerprint): learning from guesses would let one error breed more.
         """
-        if queue.dropped >= time - self.window:  # a used record of the key was near
+        if queue.last_used >= time - self.window:  # another record of the key was used
             return False
         times = queue.times
-        first = bisect_left(times, time - self.window)  # used records count too
+        first = bisect_left(times, time - self.window, queue.head)
         return first + 1 == len(times) or times[first + 1] > time + self.window
 
     def _other_client_between(
