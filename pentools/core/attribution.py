@@ -208,27 +208,26 @@ class ClockOffset:
 class Fingerprints:
     """What each client's fingerprint (User-Agent) says about a record of it.
 
-    Learned only from unambiguous matches, and trusted only as far as it
-    proves itself: when clients seen again come back with another
-    fingerprint too often (users behind shared NAT addresses), it says
-    nothing, and the balancer's order alone decides.  A client seen with two
-    fingerprints is *mixed*: neither for nor against any line.  A fingerprint
-    held by a large share of the known clients (a popular browser, an app
-    that is every client) is evidence against the others, never for its
-    holders, so among records of the same second the balancer's order is kept.
+    Learned only from unambiguous matches: the fingerprint each client was
+    last seen with.  Trusted only as far as it proves itself: when more than
+    `tolerance` of the clients seen again come back with another one (users
+    behind shared NAT addresses), it says nothing and the order alone
+    decides.  A fingerprint held by a large share of the known clients (a
+    popular browser, an app that is every client) is evidence against the
+    others, never for its holders: among records of the same second the
+    balancer's order is kept.
     """
 
     #: A fingerprint held by at least this share of the known clients is not evidence for one.
     COMMON_SHARE = 0.1
-    #: Fingerprints are trusted while at most this share of clients seen again changed theirs.
-    CHANGED_SHARE = 0.05
-    #: Clients seen again before the share is trusted; counts are halved beyond 64 times it.
+    #: Clients seen again before trusting; counts are halved beyond 64 times it.
     MIN_SEEN_AGAIN = 32
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, tolerance: float) -> None:
         self.capacity = capacity
-        self._of: dict[str, str | None] = {}  # client -> fingerprint, None if mixed
-        self._holders: dict[str, int] = {}  # fingerprint -> clients known with it
+        self.tolerance = tolerance
+        self._of: dict[str, str] = {}  # client -> the fingerprint it was last seen with
+        self._holders: dict[str, int] = {}  # fingerprint -> clients last seen with it
         self._kept = 0  # clients seen again with the same fingerprint
         self._changed = 0  # ... with another one
         self.trusted = False
@@ -237,21 +236,15 @@ class Fingerprints:
         """`client` was seen, unambiguously, with `fingerprint` (None: not logged)."""
         if fingerprint is None:
             return
-        known = self._of
-        if client in known:
-            old = known.pop(client)  # re-inserted last: the most recently seen
-            new = old if old == fingerprint else None
-            if old is not None and new is None:
-                self._holders[old] -= 1
-            self._seen_again(changed=new is None)
-        else:
-            new = fingerprint
-            self._holders[fingerprint] = self._holders.get(fingerprint, 0) + 1
-            if len(known) >= self.capacity:
-                forgotten = known.pop(next(iter(known)))
-                if forgotten is not None:
-                    self._holders[forgotten] -= 1
-        known[client] = new
+        known, holders = self._of, self._holders
+        old = known.pop(client, None)  # re-inserted last: the most recently seen
+        if old is not None:
+            self._seen_again(changed=old != fingerprint)
+            holders[old] -= 1
+        elif len(known) >= self.capacity:
+            holders[known.pop(next(iter(known)))] -= 1
+        known[client] = fingerprint
+        holders[fingerprint] = holders.get(fingerprint, 0) + 1
 
     def _seen_again(self, changed: bool) -> None:
         if changed:
@@ -262,21 +255,20 @@ class Fingerprints:
         if total > 64 * self.MIN_SEEN_AGAIN:  # recent behaviour weighs more
             self._kept //= 2
             self._changed //= 2
-        self.trusted = total >= self.MIN_SEEN_AGAIN and self._changed <= self.CHANGED_SHARE * total
+        self.trusted = total >= self.MIN_SEEN_AGAIN and self._changed <= self.tolerance * total
 
     def distinctive(self, fingerprint: str) -> bool:
         """True if few of the known clients hold `fingerprint`: it points to them."""
-        return self.trusted and self._holders.get(fingerprint, 0) < self.COMMON_SHARE * len(
-            self._of
-        )
+        share = self._holders.get(fingerprint, 0)
+        return self.trusted and share < self.COMMON_SHARE * len(self._of)
 
     def against(self, client: str, fingerprint: str) -> bool:
-        """True if `client` was seen with one other fingerprint only (and they are trusted)."""
+        """True if `client` was last seen with another fingerprint (and they are trusted)."""
         seen = self._of.get(client)
         return self.trusted and seen is not None and seen != fingerprint
 
     def confirms(self, client: str, fingerprint: str) -> bool:
-        """True if `client` was seen with this fingerprint only."""
+        """True if `client` was last seen with this fingerprint."""
         return self._of.get(client) == fingerprint
 
 
@@ -294,7 +286,9 @@ class AttributionEngine:
     knows a line comes after its record, so (-slack, window) makes an
     unlearned server first in, first out instead of nearest (newest) first.
     `reach`: how much older than the learned band a record may be and still
-    go first (see the module's rule).
+    go first (see the module's rule).  `fingerprint_tolerance`: the share of
+    clients seen again with another fingerprint up to which fingerprints
+    are trusted over the order of the records.
     """
 
     window: float = 600.0
@@ -303,13 +297,14 @@ class AttributionEngine:
     max_records: int | None = None
     prior_band: tuple[float, float] | None = None
     reach: float = 60.0
+    fingerprint_tolerance: float = 0.25
     report: JoinReport = field(default_factory=JoinReport)
 
     #: How many clients' fingerprints to remember (least recently seen forgotten).
     MAX_FINGERPRINTS = 200_000
 
     def __post_init__(self) -> None:
-        self._fingerprints = Fingerprints(self.MAX_FINGERPRINTS)
+        self._fingerprints = Fingerprints(self.MAX_FINGERPRINTS, self.fingerprint_tolerance)
         self._queues: dict[tuple[str, str], _KeyQueue] = {}
         # Every queue once, by the time of its oldest record when pushed: a
         # sweep visits only the queues that have something to expire.
@@ -455,7 +450,11 @@ class AttributionEngine:
             self.report.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
         chosen = records[chosen_index]
-        if self._is_unique(queue, time):
+        if band is None:
+            unique = self._is_unique(queue, chosen, time - self.window, time + self.window)
+        else:
+            unique = self._is_unique(queue, chosen, low, high)
+        if unique:
             offset.add(time - chosen.time)
             self._fingerprints.remember(chosen.client, fingerprint)
         if queue.live == 1:  # the chosen one is the only candidate left
@@ -539,17 +538,19 @@ class AttributionEngine:
             index += 1
         return best
 
-    def _is_unique(self, queue: _KeyQueue, time: float) -> bool:
-        """True if the line's key had a single record, used or not, in its window.
+    def _is_unique(self, queue: _KeyQueue, chosen: _Pending, low: float, high: float) -> bool:
+        """True if `chosen` was the only record, used or not, the line could have had.
 
-        Only such matches teach the engine (a clock offset, a client's
-        fingerprint): learning from guesses would let one error breed more.
+        [low, high] is where the line's record can be: the learned band, or
+        the window until it is learned.  Only such matches teach the engine
+        (a clock offset, a client's fingerprint): learning from guesses would
+        let one error breed more.
         """
-        if queue.last_used >= time - self.window:  # another record of the key was used
-            return False
+        if not low <= chosen.time <= high or queue.last_used >= low:
+            return False  # a used record was plausible too (records are used oldest first)
         times = queue.times
-        first = bisect_left(times, time - self.window, queue.head)
-        return first + 1 == len(times) or times[first + 1] > time + self.window
+        first = bisect_left(times, low, queue.head)
+        return first + 1 == len(times) or times[first + 1] > high
 
     def _other_client_between(
         self,

@@ -121,6 +121,12 @@ class LiveJoin:
             resolution=config.slack,  # arrival times: finer than log time stamps
             max_records=config.max_records,
             prior_band=(-config.slack, config.window),  # a line comes after its record
+            # Arrival times are precise: a record older than the learned band is
+            # one whose line was lost, not one a mistaken line left behind.
+            reach=0.0,
+            # Lines arrive in completion order, which says less than a
+            # User-Agent, even one that users behind a NAT address share.
+            fingerprint_tolerance=1.0,
         )
         self.counters = JoinCounters(self.engine.report)
         self._format = LogFormat(config.log_format)
