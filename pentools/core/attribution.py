@@ -226,7 +226,7 @@ class Fingerprints:
     def __init__(self, capacity: int, tolerance: float) -> None:
         self.capacity = capacity
         self.tolerance = tolerance
-        self._of: dict[str, str] = {}  # client -> the fingerprint it was last seen with
+        self.known: dict[str, str] = {}  # client -> the fingerprint it was last seen with
         self._holders: dict[str, int] = {}  # fingerprint -> clients last seen with it
         self._kept = 0  # clients seen again with the same fingerprint
         self._changed = 0  # ... with another one
@@ -236,7 +236,7 @@ class Fingerprints:
         """`client` was seen, unambiguously, with `fingerprint` (None: not logged)."""
         if fingerprint is None:
             return
-        known, holders = self._of, self._holders
+        known, holders = self.known, self._holders
         old = known.pop(client, None)  # re-inserted last: the most recently seen
         if old is not None:
             self._seen_again(changed=old != fingerprint)
@@ -260,16 +260,16 @@ class Fingerprints:
     def distinctive(self, fingerprint: str) -> bool:
         """True if few of the known clients hold `fingerprint`: it points to them."""
         share = self._holders.get(fingerprint, 0)
-        return self.trusted and share < self.COMMON_SHARE * len(self._of)
+        return self.trusted and share < self.COMMON_SHARE * len(self.known)
 
     def against(self, client: str, fingerprint: str) -> bool:
         """True if `client` was last seen with another fingerprint (and they are trusted)."""
-        seen = self._of.get(client)
+        seen = self.known.get(client)
         return self.trusted and seen is not None and seen != fingerprint
 
     def confirms(self, client: str, fingerprint: str) -> bool:
         """True if `client` was last seen with this fingerprint."""
-        return self._of.get(client) == fingerprint
+        return self.known.get(client) == fingerprint
 
 
 @dataclass
@@ -310,7 +310,7 @@ class AttributionEngine:
         # sweep visits only the queues that have something to expire.
         self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._by_port: dict[tuple[str, int, str], list[_Pending]] = {}
-        self._offsets: dict[str, ClockOffset] = {}
+        self.knownfsets: dict[str, ClockOffset] = {}
         self._next_sweep = -math.inf
         self._record_times: deque[float] = deque()  # kept only under max_records
         limit = self.max_records or 0
@@ -333,9 +333,9 @@ class AttributionEngine:
 
     def offset(self, server: str) -> ClockOffset:
         """The learned clock relation of `server` (created on first use)."""
-        found = self._offsets.get(server)
+        found = self.knownfsets.get(server)
         if found is None:
-            found = self._offsets[server] = ClockOffset(self.slack)
+            found = self.knownfsets[server] = ClockOffset(self.slack)
             found.band = self.prior_band
         return found
 
@@ -404,7 +404,7 @@ class AttributionEngine:
         if queue is None or queue.live == 0:
             self.report.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
-        offset = self._offsets.get(server) or self.offset(server)
+        offset = self.knownfsets.get(server) or self.offset(server)
         if remote_port is not None:
             exact = self._exact(server, remote_port, request, time - offset.median)
             if exact is not None:
@@ -483,7 +483,10 @@ class AttributionEngine:
         """
         times, records = queue.times, queue.records
         prints = self._fingerprints
+        if fingerprint is None or not prints.trusted:  # the order alone: the oldest
+            fingerprint = None
         distinctive = fingerprint is not None and prints.distinctive(fingerprint)
+        known = prints.known  # the loop is the join's hot path: plain lookups
         first = fitting = -1
         index = start
         while index < len(times) and times[index] <= high:
@@ -495,9 +498,10 @@ class AttributionEngine:
                     not distinctive or times[index] >= times[fitting] + self.resolution
                 ):
                     return fitting
-                if distinctive and prints.confirms(pending.client, fingerprint):
+                seen = known.get(pending.client)
+                if distinctive and seen == fingerprint:
                     return index
-                if fitting < 0 and not prints.against(pending.client, fingerprint):
+                if fitting < 0 and (seen is None or seen == fingerprint):  # not against
                     fitting = index
                 if first < 0:
                     first = index
