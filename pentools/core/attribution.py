@@ -227,7 +227,7 @@ class Fingerprints:
         self.capacity = capacity
         self.tolerance = tolerance
         self.known: dict[str, str] = {}  # client -> the fingerprint it was last seen with
-        self._holders: dict[str, int] = {}  # fingerprint -> clients last seen with it
+        self.holders: dict[str, int] = {}  # fingerprint -> clients last seen with it
         self._kept = 0  # clients seen again with the same fingerprint
         self._changed = 0  # ... with another one
         self.trusted = False
@@ -236,7 +236,7 @@ class Fingerprints:
         """`client` was seen, unambiguously, with `fingerprint` (None: not logged)."""
         if fingerprint is None:
             return
-        known, holders = self.known, self._holders
+        known, holders = self.known, self.holders
         old = known.pop(client, None)  # re-inserted last: the most recently seen
         if old is not None:
             self._seen_again(changed=old != fingerprint)
@@ -259,7 +259,7 @@ class Fingerprints:
 
     def distinctive(self, fingerprint: str) -> bool:
         """True if few of the known clients hold `fingerprint`: it points to them."""
-        share = self._holders.get(fingerprint, 0)
+        share = self.holders.get(fingerprint, 0)
         return self.trusted and share < self.COMMON_SHARE * len(self.known)
 
     def against(self, client: str, fingerprint: str) -> bool:
@@ -483,10 +483,12 @@ class AttributionEngine:
         """
         times, records = queue.times, queue.records
         prints = self._fingerprints
+        known = prints.known  # the join's hot path: plain lookups, no calls
         if fingerprint is None or not prints.trusted:  # the order alone: the oldest
             fingerprint = None
-        distinctive = fingerprint is not None and prints.distinctive(fingerprint)
-        known = prints.known  # the loop is the join's hot path: plain lookups
+            distinctive = False
+        else:  # as prints.distinctive(fingerprint)
+            distinctive = prints.holders.get(fingerprint, 0) < prints.COMMON_SHARE * len(known)
         first = fitting = -1
         index = start
         while index < len(times) and times[index] <= high:
