@@ -2,6 +2,14 @@
 
     python -m benchmarks.bench_mergelogs            # the full plan (about 20-30 minutes)
     python -m benchmarks.bench_mergelogs --quick    # small farms, a couple of minutes
+    python -m benchmarks.bench_mergelogs --shapes tuning     # accuracy per farm shape
+    python -m benchmarks.bench_mergelogs --shapes held-out   # the same on the final seeds
+
+``--shapes`` measures accuracy on every named shape of benchmarks.farm
+(SHAPES), for each seed of a set: TUNING_SEEDS are the ones to look at while
+changing the join; HELD_OUT_SEEDS are only for the figures reported, so the
+figures are on farms the tuning never saw.  The table gives medians over the
+seeds and the worst seed's lead over FIFO and over the C mergelogs.
 
 Each tool runs as a whole process under /usr/bin/time (wall time, peak RSS);
 ours is repeated (median reported), the C tool too when it is quick; the
@@ -22,12 +30,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.farm import SHAPES, generate_farm, shape_config
 from benchmarks.scoring import read_truth, score
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKLOADS = HERE / "workloads"
 OUT = HERE / "out"
+
+
+#: Seeds to tune on, and seeds kept for the reported figures (never tuned on).
+TUNING_SEEDS = (1, 2, 3)
+HELD_OUT_SEEDS = (1001, 1002, 1003, 1004, 1005)
+SEED_SETS = {"tuning": TUNING_SEEDS, "held-out": HELD_OUT_SEEDS}
 
 
 @dataclass(frozen=True)
@@ -229,13 +244,95 @@ def report(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def shape_accuracy(shape: str, seed: int, requests: int, with_c: bool) -> dict[str, float]:
+    """Accuracy (%) of each join on one farm of `shape` generated from `seed`."""
+    directory = WORKLOADS / "shapes" / f"{shape}-{requests}-s{seed}"
+    if not (directory / "farm.json").exists():
+        generate_farm(shape_config(shape, directory, seed, requests, events=False))
+    truth = read_truth(directory)
+    OUT.mkdir(exist_ok=True)
+    pen_log, logs = str(directory / "pen.log"), sources(directory)
+    commands = {
+        "pentools": [sys.executable, "-m", "pentools.mergelogs", "-p", pen_log, *logs],
+        "FIFO": [sys.executable, "-m", "benchmarks.fifo_join", pen_log, *logs],
+    }
+    if with_c:
+        commands["C"] = ["mergelogs", "-p", pen_log, *logs]
+    accuracy = {}
+    for tool, command in commands.items():
+        # The C tool does not change between runs: its score is kept with the farm.
+        kept = directory / "c_accuracy.txt"
+        if tool == "C" and kept.exists():
+            accuracy[tool] = float(kept.read_text())
+            continue
+        output = OUT / f"shape.{tool}.log"
+        if timed(command, output, 3600) is None:
+            continue
+        correct, total = score(output, truth)
+        accuracy[tool] = 100 * correct / total
+        if tool == "C":
+            kept.write_text(f"{accuracy[tool]!r}\n")
+    return accuracy
+
+
+def shape_report(results: dict[str, list[dict[str, float]]], seeds: tuple[int, ...]) -> str:
+    """Medians per shape, and the worst seed's lead of ours over FIFO and C."""
+    lines = [
+        f"seeds {', '.join(map(str, seeds))}; accuracy = lines given their true client, "
+        "median over the seeds; min lead = the worst seed's",
+        f"{'shape':<18} {'pentools':>9} {'FIFO':>7} {'C':>7} {'vs FIFO':>8} "
+        f"{'min lead':>8} {'vs C':>6} {'min lead':>8}  what",
+    ]
+    for shape, runs in results.items():
+        cells = []
+        for tool in ("pentools", "FIFO", "C"):
+            values = [run[tool] for run in runs if tool in run]
+            cells.append(f"{statistics.median(values):6.2f}%" if values else "      -")
+        leads = []
+        for other in ("FIFO", "C"):
+            differences = [run["pentools"] - run[other] for run in runs if other in run]
+            if differences:
+                leads.append(f"{statistics.median(differences):+8.2f}")
+                leads.append(f"{min(differences):+8.2f}")
+            else:
+                leads.extend(["       -", "       -"])
+        lines.append(
+            f"{shape:<18} {cells[0]:>9} {cells[1]:>7} {cells[2]:>7} {leads[0]} {leads[1]} "
+            f"{leads[2][2:]:>6} {leads[3]}  {SHAPES[shape].about}"
+        )
+    return "\n".join(lines)
+
+
+def run_shapes(seed_set: str, requests: int, with_c: bool, only: list[str]) -> None:
+    seeds = SEED_SETS[seed_set]
+    results: dict[str, list[dict[str, float]]] = {}
+    for shape in only or list(SHAPES):
+        for seed in seeds:
+            accuracy = shape_accuracy(shape, seed, requests, with_c)
+            results.setdefault(shape, []).append(accuracy)
+            cells = "  ".join(f"{tool} {value:.2f}%" for tool, value in accuracy.items())
+            print(f"{shape} seed {seed}: {cells}", file=sys.stderr, flush=True)
+    print(shape_report(results, seeds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small farms, a few minutes")
     parser.add_argument("--full", action="store_true", help="also run the C tool on 1M lines")
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours per workload")
     parser.add_argument("--c-timeout", type=float, default=1200, help="seconds per C run")
+    parser.add_argument(
+        "--shapes", choices=sorted(SEED_SETS), help="accuracy per farm shape on this seed set"
+    )
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per shape farm")
+    parser.add_argument("--no-c", action="store_true", help="--shapes without the C tool")
+    parser.add_argument("--only", nargs="*", default=[], help="--shapes: just these shapes")
     args = parser.parse_args()
+    if args.shapes:
+        run_shapes(
+            args.shapes, args.requests, not args.no_c and bool(shutil.which("mergelogs")), args.only
+        )
+        return
     rows: list[Row] = []
     for workload in plan(args.quick, args.full):
         measured = measure(workload, args.repeat, args.c_timeout)

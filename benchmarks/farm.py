@@ -35,16 +35,25 @@ import re
 import string
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import click
 
 from pentools.core.records import REQUEST_MAX, BalancerRecord, request_key
 
-DELAY_MODELS = ("lan", "wide")
+DELAY_MODELS = ("lan", "metro", "wan", "wide")
+SERVICE_MODELS = ("web", "fast", "heavy")
+#: Who the clients are: a mix of browsers, bots and scripts; one app's agent
+#: for all (an API behind the farm); several users behind each of many NAT
+#: addresses (offices, carrier-grade NAT: one address, several User-Agents);
+#: a few hundred regulars.
+POPULATIONS = ("mixed", "monoculture", "nat", "few")
+#: What the backend's time stamp is: Apache's %t (request received) or
+#: nginx's $time_local (response written).
+STAMPS = ("arrival", "completion")
 DEFAULT_ZONES = ("+0000", "+0100", "-0500", "+0530")
 #: 2024-03-11 08:00:00 UTC: a fixed start keeps the output reproducible.
 DEFAULT_START = 1710144000
@@ -56,6 +65,7 @@ TIME_WAIT = 60.0
 #: Apache's default KeepAliveTimeout: a longer pause means a new connection.
 KEEPALIVE_TIMEOUT = 5.0
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ZONE = re.compile(r"[+-](\d\d)(\d\d)")
 
@@ -75,6 +85,12 @@ class FarmConfig:
     seed: int = 1
     servers: int = 2
     offset_max: float = 1.5
+    offset_min: float | None = None  # None: -offset_max
+    service: str = "web"
+    keepalive: float = 0.5  # probability that a keep-alive connection carries another request
+    population: str = "mixed"
+    stamp: str = "arrival"
+    lost: float = 0.0  # share of backend lines never written (a crash, a rotation gap)
     backend_tz: tuple[str, ...] = ()
     clients: int | None = None
     urls: int = 3000
@@ -93,6 +109,19 @@ class FarmConfig:
             raise ValueError("--servers must be from 1 to 200")
         if self.offset_max < 0:
             raise ValueError("--offset-max must not be negative")
+        if self.offset_min is not None and self.offset_min > self.offset_max:
+            raise ValueError("--offset-min must not exceed --offset-max")
+        for name, value, allowed in (
+            ("--service", self.service, SERVICE_MODELS),
+            ("--population", self.population, POPULATIONS),
+            ("--stamp", self.stamp, STAMPS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        if not 0 <= self.lost < 1:
+            raise ValueError("--lost must be from 0 to below 1")
+        if not 0 <= self.keepalive < 1:
+            raise ValueError("--keepalive must be from 0 to below 1")
         for zone in self.backend_tz:
             zone_seconds(zone)
         if self.clients is not None and self.clients < 1:
@@ -104,9 +133,11 @@ class FarmConfig:
 
     @property
     def client_count(self) -> int:
-        """Thousands of clients, more for big farms."""
+        """Thousands of clients, more for big farms (a few hundred regulars for "few")."""
         if self.clients is not None:
             return self.clients
+        if self.population == "few":
+            return 300
         return max(2000, min(200_000, self.requests // 3))
 
     def server_addresses(self) -> list[str]:
@@ -115,6 +146,68 @@ class FarmConfig:
     def zones(self) -> list[str]:
         zones = self.backend_tz or DEFAULT_ZONES
         return [zones[index % len(zones)] for index in range(self.servers)]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A named farm shape (WORKLOADS.md): what it stands for, and its settings."""
+
+    about: str
+    settings: dict[str, object]
+
+
+_LAN = {"delay": "lan", "offset_min": 0.0, "offset_max": 1.0}
+_FAR = {"offset_min": 0.0, "offset_max": 2.0}
+
+#: The shapes the join is measured on: timing from LAN to WAN, service-time
+#: tails, both kinds of backend time stamp, client populations, keep-alive
+#: mixes and 2-8 backends.  Offsets are per server, uniform in the range.
+SHAPES: dict[str, Shape] = {
+    "lan-10": Shape("LAN, offsets 0-1 s, 10 req/s", {**_LAN, "rate": 10.0}),
+    "lan-100": Shape("LAN, offsets 0-1 s, 100 req/s", {**_LAN, "rate": 100.0}),
+    "lan-1000": Shape("LAN, offsets 0-1 s, 1000 req/s", {**_LAN, "rate": 1000.0}),
+    "metro-100": Shape("delays of tens of ms, offsets 0-2 s", {**_FAR, "delay": "metro"}),
+    "wan-300": Shape(
+        "WAN delays (long tail), offsets 0-2 s", {**_FAR, "delay": "wan", "rate": 300.0}
+    ),
+    "wide-100": Shape("delays 0-2 s, offsets +-1.5 s", {"delay": "wide", "rate": 100.0}),
+    "wide-1000": Shape("delays 0-2 s, offsets +-1.5 s", {"delay": "wide", "rate": 1000.0}),
+    "tails-100": Shape("LAN, 5% of requests take 1-30 s", {**_LAN, "service": "heavy"}),
+    "nginx-100": Shape("LAN, stamped at completion", {**_LAN, "stamp": "completion"}),
+    "nginx-tails-300": Shape(
+        "stamped at completion, heavy tails",
+        {**_LAN, "stamp": "completion", "service": "heavy", "rate": 300.0},
+    ),
+    "nat-300": Shape(
+        "LAN, users behind shared NAT addresses", {**_LAN, "population": "nat", "rate": 300.0}
+    ),
+    "app-300": Shape(
+        "LAN, one app's User-Agent for all", {**_LAN, "population": "monoculture", "rate": 300.0}
+    ),
+    "lossy-300": Shape(
+        "LAN, 1% of lines never logged (records without a line)",
+        {**_LAN, "lost": 0.01, "rate": 300.0},
+    ),
+    "regulars-100": Shape("LAN, 300 regular clients", {**_LAN, "population": "few"}),
+    "no-keepalive-300": Shape(
+        "LAN, a connection per request", {**_LAN, "keepalive": 0.0, "rate": 300.0}
+    ),
+    "keepalive-300": Shape(
+        "LAN, mostly reused connections", {**_LAN, "keepalive": 0.8, "rate": 300.0}
+    ),
+    "four-300": Shape(
+        "4 backends, WAN, offsets 0-2 s", {**_FAR, "delay": "wan", "servers": 4, "rate": 300.0}
+    ),
+    "eight-1000": Shape(
+        "8 backends, metro, offsets 0-2 s", {**_FAR, "delay": "metro", "servers": 8, "rate": 1000.0}
+    ),
+}
+
+
+def shape_config(shape: str, out: Path, seed: int, requests: int, **more: object) -> FarmConfig:
+    """The FarmConfig of a named shape (`more` overrides its settings)."""
+    settings = {"rate": 100.0, **SHAPES[shape].settings, **more}
+    return FarmConfig(out=out, seed=seed, requests=requests, **settings)  # type: ignore[arg-type]
 
 
 def zone_seconds(zone: str) -> int:
@@ -160,6 +253,7 @@ class FarmSummary:
     clients_seen: int = 0
     ipv6_clients_seen: int = 0
     same_second_collisions: int = 0
+    lost_lines: int = 0
     files: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -399,7 +493,12 @@ def _ipv6(rng: random.Random) -> str:
     return str(ipaddress.IPv6Address(":".join(f"{g:x}" for g in prefix + interface)))
 
 
-def _clients(rng: random.Random, count: int) -> list[_Client]:
+#: The one agent of a "monoculture" population: every client is the same app.
+APP_AGENT = "ExampleShop/5.1.0 (iPhone; iOS 17.3.1; Scale/3.00)"
+
+
+def _clients(rng: random.Random, count: int, population: str = "mixed") -> list[_Client]:
+    """`count` users; under "nat" a third of the addresses carry 2-8 users each."""
     clients: list[_Client] = []
     seen: set[str] = set()
     while len(clients) < count:
@@ -407,18 +506,22 @@ def _clients(rng: random.Random, count: int) -> list[_Client]:
         if address in seen:
             continue
         seen.add(address)
-        kind = rng.choices(_KINDS, _KIND_WEIGHTS)[0]
-        agent = rng.choice(
-            {
-                "browser": _BROWSER_AGENTS,
-                "mobile": _MOBILE_AGENTS,
-                "crawler": _CRAWLER_AGENTS,
-                "script": _SCRIPT_AGENTS,
-                "scanner": _SCANNER_AGENTS,
-            }[kind]
-        )
-        keepalive = kind in ("browser", "mobile", "crawler") or rng.random() < 0.3
-        clients.append(_Client(address, kind, agent, keepalive))
+        users = rng.randint(2, 8) if population == "nat" and rng.random() < 0.33 else 1
+        for _ in range(users):
+            kind = rng.choices(_KINDS, _KIND_WEIGHTS)[0]
+            agent = rng.choice(
+                {
+                    "browser": _BROWSER_AGENTS,
+                    "mobile": _MOBILE_AGENTS,
+                    "crawler": _CRAWLER_AGENTS,
+                    "script": _SCRIPT_AGENTS,
+                    "scanner": _SCANNER_AGENTS,
+                }[kind]
+            )
+            if population == "monoculture":
+                kind, agent = "browser", APP_AGENT
+            keepalive = kind in ("browser", "mobile", "crawler") or rng.random() < 0.3
+            clients.append(_Client(address, kind, agent, keepalive))
     return clients
 
 
@@ -491,9 +594,8 @@ class _Farm:
         self.rng = rng = random.Random(config.seed)
         self.servers = config.server_addresses()
         zones = config.zones()
-        self.offsets = [
-            round(rng.uniform(-config.offset_max, config.offset_max), 3) for _ in self.servers
-        ]
+        low = -config.offset_max if config.offset_min is None else config.offset_min
+        self.offsets = [round(rng.uniform(low, config.offset_max), 3) for _ in self.servers]
         self.clocks = [
             _ClfClock(config.start, offset, zone)
             for offset, zone in zip(self.offsets, zones, strict=True)
@@ -501,17 +603,17 @@ class _Farm:
         self.urls = _catalogue(rng, config.urls)
         self.url_weights = _zipf_cumulative(len(self.urls), 1.0)
         self.pages = [url for url in self.urls if url.kind == "page"]
-        self.clients = _clients(rng, config.client_count)
+        self.clients = _clients(rng, config.client_count, config.population)
         self.client_weights = _zipf_cumulative(len(self.clients), 0.8)
         self.scanners = [client for client in self.clients if client.kind == "scanner"]
         self.assigned: dict[str, int] = {}  # pen's client table: client -> server
         self.next_server = 0
         self.cursor = [rng.randrange(EPHEMERAL_LOW, EPHEMERAL_HIGH) for _ in self.servers]
         self.port_free_at: list[dict[int, float]] = [{} for _ in self.servers]
-        # Half the requests reuse a connection: connections that may keep
-        # alive continue with probability p, so mean requests/connection is 2.
-        self.continue_probability = 0.5
-        self.connection_rate = config.rate / 2.0
+        # Connections that may keep alive carry another request with
+        # probability p (default 1/2: half the requests reuse a connection).
+        self.continue_probability = config.keepalive
+        self.connection_rate = config.rate * (1.0 - config.keepalive)
         self.heap: list[tuple[float, int, int, object]] = []
         self.sequence = itertools.count()
         self.summary = FarmSummary(
@@ -572,12 +674,26 @@ class _Farm:
         return port
 
     def _delay(self) -> float:
-        if self.config.delay == "wide":
-            return self.rng.uniform(0.0, 2.0)
-        return min(self.rng.expovariate(500.0), 0.02)
+        """Balancer to backend: LAN (ms), metro (tens of ms), WAN (long tail), 0-2 s."""
+        delay, rng = self.config.delay, self.rng
+        if delay == "wide":
+            return rng.uniform(0.0, 2.0)
+        if delay == "metro":
+            return min(rng.expovariate(100.0), 0.1)
+        if delay == "wan":
+            return min(rng.lognormvariate(math.log(0.06), 0.8), 2.0)
+        return min(rng.expovariate(500.0), 0.02)
 
     def _service(self) -> float:
-        rng = self.rng
+        """Service time: "web" tens of ms and a 1% tail of seconds; "fast" a cache;
+        "heavy" slower with a 5% tail up to half a minute (reports, uploads)."""
+        rng, service = self.rng, self.config.service
+        if service == "fast":
+            return min(rng.lognormvariate(math.log(0.004), 0.5), 0.5)
+        if service == "heavy":
+            if rng.random() < 0.05:
+                return rng.uniform(1.0, 30.0)
+            return min(rng.lognormvariate(math.log(0.08), 1.2), 30.0)
         if rng.random() < 0.01:  # the long tail: slow queries, big reports
             return rng.uniform(1.0, 6.0)
         return min(rng.lognormvariate(math.log(0.03), 0.9), 10.0)
@@ -845,8 +961,9 @@ class _Farm:
             ready = max(ready, gap + (received - now))
         done = ready + request.service
         server = connection.server
+        stamped = received if self.config.stamp == "arrival" else done
         text = (
-            f"{self.config.balancer} - {request.user} {self.clocks[server].stamp(received)} "
+            f"{self.config.balancer} - {request.user} {self.clocks[server].stamp(stamped)} "
             f'"{apache_escape(raw_line)}" {request.status} {request.size} '
             f'"{request.referrer}" "{client.agent}"'
         )
@@ -897,6 +1014,9 @@ class _Farm:
 
     def _write_line(self, now: float, payload: tuple[int, str, str]) -> None:
         server, text, client = payload
+        if self.config.lost and self.rng.random() < self.config.lost:
+            self.summary.lost_lines += 1
+            return
         info = self.summary.servers[server]
         info.lines += 1
         self.access_logs[server].write(text + "\n")
@@ -966,6 +1086,13 @@ def read_events(out: Path) -> Iterator[FarmEvent]:
 # ------------------------------------------------------------------------------ cli
 
 
+def _choice(name: str, choices: Sequence[str], text: str) -> Callable[[_F], _F]:
+    """An option taking one of `choices`, the first by default."""
+    return click.option(
+        name, type=click.Choice(choices), default=choices[0], show_default=True, help=text
+    )
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--requests", type=int, default=3000, show_default=True, help="Requests to simulate.")
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Requests per second.")
@@ -987,6 +1114,41 @@ def read_events(out: Path) -> Iterator[FarmEvent]:
     default=1.5,
     show_default=True,
     help="Largest backend clock offset in seconds (each backend: uniform +-this).",
+)
+@click.option(
+    "--offset-min",
+    type=float,
+    default=None,
+    help="Smallest backend clock offset (default: -OFFSET_MAX); offsets uniform in between.",
+)
+@_choice(
+    "--service",
+    SERVICE_MODELS,
+    "Service times: fast (ms), web (tens of ms, 1% of 1-6 s), heavy (5% of 1-30 s).",
+)
+@click.option(
+    "--keepalive",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Probability that a keep-alive connection carries another request.",
+)
+@_choice(
+    "--population",
+    POPULATIONS,
+    "Clients: mixed, monoculture (one User-Agent), nat (users sharing addresses), few.",
+)
+@_choice(
+    "--stamp", STAMPS, "Backend time stamp: arrival (Apache %t) or completion (nginx $time_local)."
+)
+@click.option(
+    "--lost", type=float, default=0.0, show_default=True, help="Share of lines never logged."
+)
+@click.option(
+    "--shape",
+    type=click.Choice(sorted(SHAPES)),
+    default=None,
+    help="A named farm shape; options given explicitly override its settings.",
 )
 @click.option(
     "--backend-tz",
@@ -1011,6 +1173,13 @@ def main(
     seed: int,
     servers: int,
     offset_max: float,
+    offset_min: float | None,
+    service: str,
+    keepalive: float,
+    population: str,
+    stamp: str,
+    lost: float,
+    shape: str | None,
     backend_tz: Sequence[str],
     clients: int | None,
     urls: int,
@@ -1027,22 +1196,34 @@ def main(
     farm.json (parameters, clock offsets, zones, counts).  The same options
     give the same bytes.
     """
+    given = {
+        "requests": requests,
+        "rate": rate,
+        "delay": delay,
+        "extended": extended,
+        "seed": seed,
+        "servers": servers,
+        "offset_max": offset_max,
+        "offset_min": offset_min,
+        "service": service,
+        "keepalive": keepalive,
+        "population": population,
+        "stamp": stamp,
+        "lost": lost,
+        "backend_tz": tuple(backend_tz),
+        "clients": clients,
+        "urls": urls,
+        "start": start,
+    }
+    settings = dict(SHAPES[shape].settings) if shape else {}
+    context = click.get_current_context()
+    for name, value in given.items():
+        if name not in settings or context.get_parameter_source(name) is not (
+            click.core.ParameterSource.DEFAULT
+        ):
+            settings[name] = value
     try:
-        config = FarmConfig(
-            out=out,
-            requests=requests,
-            rate=rate,
-            delay=delay,
-            extended=extended,
-            seed=seed,
-            servers=servers,
-            offset_max=offset_max,
-            backend_tz=tuple(backend_tz),
-            clients=clients,
-            urls=urls,
-            start=start,
-            events=not no_events,
-        )
+        config = FarmConfig(out=out, events=not no_events, **settings)  # type: ignore[arg-type]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     began = time.perf_counter()

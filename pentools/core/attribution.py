@@ -9,22 +9,26 @@ The rule, for a line from server S with request key R at time t:
 
 1. Exact: if the line carries the balancer's upstream port and an extended
    record of (S, port, R) exists, take the one nearest in time.
-2. Otherwise among the unconsumed records of (S, R) within ``window`` of t:
-   once enough unambiguous matches have shown how S's time stamps relate to
-   the balancer's (an offset per server, and its spread), take the oldest
-   record inside that expected band: first in, first out, which keeps the
-   order the balancer saw within a second.  If none is in the band, take the
-   nearest record *older* than the band: lines come in time order, so no
-   later line can claim it, whereas a newer one belongs to a line still to
-   come, which would then take another's, and so on.  Until the band is
-   known, take the record nearest to the expected time, but the older of two
-   less than a time resolution apart in distance (first in, first out).
-   When the line has a *fingerprint* (what a client
-   keeps from request to request: its User-Agent), candidates whose client
-   was confidently seen with another fingerprint are passed over, if any
-   other is in the band; and among the records stamped in the same second
-   (``resolution``) as the first that fits, whose order says little, a
-   client seen with this very fingerprint goes first.
+2. Otherwise among the unconsumed records of (S, R) within ``window`` of t,
+   first in, first out, the balancer's order: the oldest record goes first,
+   unless something learned says otherwise.  What can be learned:
+   - S's clock: once enough unambiguous matches (a single record of the key
+     in the window) have shown how S's time stamps relate to the balancer's,
+     a record newer than the band of that relation belongs to a line still
+     to come, and one older than the band by more than ``reach`` to a line
+     that was never logged; neither is taken while a record in between is.
+     Records a little older than the band stay first: a line that took a
+     newer record by mistake left its own there, and taking it ends the shift
+     instead of passing it on to every later line of a popular request.  If
+     only stale records are left, the nearest of them is taken: no later
+     line can claim it.  Until the band is known, the record nearest to the
+     expected time is taken, the older of two less than a time resolution
+     apart in distance.
+   - Each client's *fingerprint* (its User-Agent; see `Fingerprints`):
+     a client seen with another one is passed over, and among records of
+     the same second (``resolution``), whose order says little, a client
+     seen with this one goes first.  Where fingerprints teach nothing (a
+     population sharing addresses or one User-Agent), the order alone decides.
 3. Each record is consumed by at most one line.  A line matched while other
    candidates with a different client were also plausible is *ambiguous*.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import json
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
@@ -59,20 +64,45 @@ class Attribution:
 
 
 @dataclass
-class AttributionStats:
-    """Counters of the join, shared by penlogd's and mergelogs' reports."""
+class JoinReport:
+    """The one accounting of a join, whoever runs it.
 
-    records: int = 0
-    lines: int = 0
-    exact: int = 0
-    matched: int = 0
-    ambiguous: int = 0
-    unmatched: int = 0
-    records_expired: int = 0
+    penlogd's counters (USR1, exit, metrics) and mergelogs' ``--stats`` are
+    this report, rendered by `render` in one layout and by `to_json` as JSON;
+    the field names are stable (metrics and scripts read them).
+    """
+
+    lines: int = 0  # log lines seen; every one is written
+    exact: int = 0  # ... joined on the balancer's upstream port
+    matched: int = 0  # ... to the one plausible client
+    ambiguous: int = 0  # ... while another client was plausible too
+    unmatched: int = 0  # ... parsed, but no record fits: written with their own client
+    malformed: int = 0  # ... not in the log format: written unchanged
+    records: int = 0  # balancer records received for the known servers
+    records_unused: int = 0  # ... no line used: expired, or still waiting at report time
+    records_expired: int = 0  # ... dropped unused, older than the window (or over -n)
 
     @property
     def attributed(self) -> int:
         return self.exact + self.matched + self.ambiguous
+
+    def fields(self) -> dict[str, int]:
+        """The counters by name, in the report's order."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def render(self, extra: dict[str, object] | None = None) -> str:
+        """One line: ``lines N (attributed P%), exact N, ...`` then `extra`, tool-specific."""
+        share = 100 * self.attributed / self.lines if self.lines else 0.0
+        parts = [f"lines {self.lines} (attributed {share:.2f}%)"]
+        parts += [f"{name} {value}" for name, value in self.fields().items() if name != "lines"]
+        text = ", ".join(parts)
+        if extra:
+            text += "; " + ", ".join(f"{name} {value}" for name, value in extra.items())
+        return text
+
+    def to_json(self, extra: dict[str, object] | None = None) -> str:
+        """The counters, `attributed` and `extra` as a JSON object (one line)."""
+        return json.dumps({**self.fields(), "attributed": self.attributed, **(extra or {})})
 
 
 class _Pending:
@@ -90,13 +120,14 @@ class _Pending:
 class _KeyQueue:
     """The records of one (server, request key), in time order."""
 
-    __slots__ = ("head", "live", "records", "times")
+    __slots__ = ("head", "last_used", "live", "records", "times")
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.records: list[_Pending] = []
         self.head = 0  # records before it are consumed or expired
         self.live = 0  # unconsumed records
+        self.last_used = -math.inf  # the time of the newest record a line used
 
     def insert(self, pending: _Pending) -> None:
         """Add a record older than the newest (records usually come in order: appended)."""
@@ -106,14 +137,23 @@ class _KeyQueue:
         self.live += 1
 
     def consume(self, pending: _Pending) -> None:
+        """Mark `pending` used; once most of the list is used, keep only the rest.
+
+        A record left unused among used ones (a line never logged) would
+        otherwise make every later search of the key walk over all the used
+        records after it.
+        """
         pending.consumed = True
         self.live -= 1
+        self.last_used = max(self.last_used, pending.time)
         records = self.records
         while self.head < len(records) and records[self.head].consumed:
             self.head += 1
-        if self.head > 64 and self.head * 2 > len(records):
-            del records[: self.head]
-            del self.times[: self.head]
+        used = len(records) - self.live
+        if used > 64 and used * 2 > len(records):
+            kept = [p for p in records[self.head :] if not p.consumed]
+            self.records = kept
+            self.times = [p.time for p in kept]
             self.head = 0
 
     def drop_before(self, time: float) -> int:
@@ -165,6 +205,73 @@ class ClockOffset:
             self._dirty = 0
 
 
+class Fingerprints:
+    """What each client's fingerprint (User-Agent) says about a record of it.
+
+    Learned only from unambiguous matches: the fingerprint each client was
+    last seen with.  Trusted only as far as it proves itself: when more than
+    `tolerance` of the clients seen again come back with another one (users
+    behind shared NAT addresses), it says nothing and the order alone
+    decides.  A fingerprint held by a large share of the known clients (a
+    popular browser, an app that is every client) is evidence against the
+    others, never for its holders: among records of the same second the
+    balancer's order is kept.
+    """
+
+    #: A fingerprint held by at least this share of the known clients is not evidence for one.
+    COMMON_SHARE = 0.1
+    #: Clients seen again before trusting; counts are halved beyond 64 times it.
+    MIN_SEEN_AGAIN = 32
+
+    def __init__(self, capacity: int, tolerance: float) -> None:
+        self.capacity = capacity
+        self.tolerance = tolerance
+        self.known: dict[str, str] = {}  # client -> the fingerprint it was last seen with
+        self.holders: dict[str, int] = {}  # fingerprint -> clients last seen with it
+        self._kept = 0  # clients seen again with the same fingerprint
+        self._changed = 0  # ... with another one
+        self.trusted = False
+
+    def remember(self, client: str, fingerprint: str | None) -> None:
+        """`client` was seen, unambiguously, with `fingerprint` (None: not logged)."""
+        if fingerprint is None:
+            return
+        known, holders = self.known, self.holders
+        old = known.pop(client, None)  # re-inserted last: the most recently seen
+        if old is not None:
+            self._seen_again(changed=old != fingerprint)
+            holders[old] -= 1
+        elif len(known) >= self.capacity:
+            holders[known.pop(next(iter(known)))] -= 1
+        known[client] = fingerprint
+        holders[fingerprint] = holders.get(fingerprint, 0) + 1
+
+    def _seen_again(self, changed: bool) -> None:
+        if changed:
+            self._changed += 1
+        else:
+            self._kept += 1
+        total = self._kept + self._changed
+        if total > 64 * self.MIN_SEEN_AGAIN:  # recent behaviour weighs more
+            self._kept //= 2
+            self._changed //= 2
+        self.trusted = total >= self.MIN_SEEN_AGAIN and self._changed <= self.tolerance * total
+
+    def distinctive(self, fingerprint: str) -> bool:
+        """True if few of the known clients hold `fingerprint`: it points to them."""
+        share = self.holders.get(fingerprint, 0)
+        return self.trusted and share < self.COMMON_SHARE * len(self.known)
+
+    def against(self, client: str, fingerprint: str) -> bool:
+        """True if `client` was last seen with another fingerprint (and they are trusted)."""
+        seen = self.known.get(client)
+        return self.trusted and seen is not None and seen != fingerprint
+
+    def confirms(self, client: str, fingerprint: str) -> bool:
+        """True if `client` was last seen with this fingerprint."""
+        return self.known.get(client) == fingerprint
+
+
 @dataclass
 class AttributionEngine:
     """Attributes backend log lines to the balancer records that caused them.
@@ -178,6 +285,10 @@ class AttributionEngine:
     ``line - record`` assumed for a server until its own is learned: penlogd
     knows a line comes after its record, so (-slack, window) makes an
     unlearned server first in, first out instead of nearest (newest) first.
+    `reach`: how much older than the learned band a record may be and still
+    go first (see the module's rule).  `fingerprint_tolerance`: the share of
+    clients seen again with another fingerprint up to which fingerprints
+    are trusted over the order of the records.
     """
 
     window: float = 600.0
@@ -185,19 +296,21 @@ class AttributionEngine:
     resolution: float = 1.0
     max_records: int | None = None
     prior_band: tuple[float, float] | None = None
-    stats: AttributionStats = field(default_factory=AttributionStats)
+    reach: float = 60.0
+    fingerprint_tolerance: float = 0.25
+    report: JoinReport = field(default_factory=JoinReport)
 
     #: How many clients' fingerprints to remember (least recently seen forgotten).
     MAX_FINGERPRINTS = 200_000
 
     def __post_init__(self) -> None:
-        self._fingerprints: dict[str, str] = {}
+        self._fingerprints = Fingerprints(self.MAX_FINGERPRINTS, self.fingerprint_tolerance)
         self._queues: dict[tuple[str, str], _KeyQueue] = {}
         # Every queue once, by the time of its oldest record when pushed: a
         # sweep visits only the queues that have something to expire.
         self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._by_port: dict[tuple[str, int, str], list[_Pending]] = {}
-        self._offsets: dict[str, ClockOffset] = {}
+        self.knownfsets: dict[str, ClockOffset] = {}
         self._next_sweep = -math.inf
         self._record_times: deque[float] = deque()  # kept only under max_records
         limit = self.max_records or 0
@@ -208,11 +321,21 @@ class AttributionEngine:
         """Records received and not yet consumed or expired."""
         return sum(queue.live for queue in self._queues.values())
 
+    def count_malformed(self) -> None:
+        """A line that is not in the log format: written unchanged, counted here."""
+        self.report.lines += 1
+        self.report.malformed += 1
+
+    def snapshot(self) -> JoinReport:
+        """The report, its unused records counted now (expired or still waiting)."""
+        self.report.records_unused = self.report.records_expired + self.pending_records
+        return self.report
+
     def offset(self, server: str) -> ClockOffset:
         """The learned clock relation of `server` (created on first use)."""
-        found = self._offsets.get(server)
+        found = self.knownfsets.get(server)
         if found is None:
-            found = self._offsets[server] = ClockOffset(self.slack)
+            found = self.knownfsets[server] = ClockOffset(self.slack)
             found.band = self.prior_band
         return found
 
@@ -235,7 +358,7 @@ class AttributionEngine:
         if record.upstream_port is not None:
             port_key = (record.server, record.upstream_port, record.request)
             self._by_port.setdefault(port_key, []).append(pending)
-        self.stats.records += 1
+        self.report.records += 1
         if self.max_records is not None:
             self._bound_records(record.time)
 
@@ -276,30 +399,21 @@ class AttributionEngine:
         `fingerprint` what identifies a client across its requests (its
         User-Agent), if the backend logged it.
         """
-        self.stats.lines += 1
+        self.report.lines += 1
         queue = self._queues.get((server, request))
         if queue is None or queue.live == 0:
-            self.stats.unmatched += 1
+            self.report.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
-        offset = self._offsets.get(server) or self.offset(server)
+        offset = self.knownfsets.get(server) or self.offset(server)
         if remote_port is not None:
             exact = self._exact(server, remote_port, request, time - offset.median)
             if exact is not None:
                 queue.consume(exact)
                 offset.add(time - exact.time)
-                self._remember(exact.client, fingerprint)
-                self.stats.exact += 1
+                self._fingerprints.remember(exact.client, fingerprint)
+                self.report.exact += 1
                 return Attribution(exact.client, Outcome.EXACT)
         return self._match_in_queue(queue, offset, time, fingerprint)
-
-    def _remember(self, client: str, fingerprint: str | None) -> None:
-        if fingerprint is None:
-            return
-        fingerprints = self._fingerprints
-        fingerprints.pop(client, None)  # re-inserted last: the most recently seen
-        fingerprints[client] = fingerprint
-        if len(fingerprints) > self.MAX_FINGERPRINTS:
-            del fingerprints[next(iter(fingerprints))]
 
     def _exact(self, server: str, port: int, request: str, expected: float) -> _Pending | None:
         candidates = self._by_port.get((server, port, request))
@@ -321,23 +435,28 @@ class AttributionEngine:
         self, queue: _KeyQueue, offset: ClockOffset, time: float, fingerprint: str | None
     ) -> Attribution:
         records = queue.records
-        chosen_index = -1
         band = offset.band
         if band is not None:
             low = max(time - band[1], time - self.window)
             high = min(time - band[0], time + self.window)
-            start = bisect_left(queue.times, low, queue.head)
+            oldest = max(low - self.reach, time - self.window)
+            start = bisect_left(queue.times, oldest, queue.head)
             chosen_index = self._first_in_band(queue, start, high, fingerprint)
+            if chosen_index < 0:  # only stale records: one that no later line can claim
+                chosen_index = self._nearest(queue, time - offset.median, oldest)
+        else:
+            chosen_index = self._nearest(queue, time - offset.median, math.inf)
         if chosen_index < 0:
-            newest = math.inf if band is None else low
-            chosen_index = self._nearest(queue, time - offset.median, newest)
-        if chosen_index < 0:
-            self.stats.unmatched += 1
+            self.report.unmatched += 1
             return Attribution(None, Outcome.UNMATCHED)
         chosen = records[chosen_index]
-        if self._is_unique(queue, time):
+        if band is None:
+            unique = self._is_unique(queue, chosen, time - self.window, time + self.window)
+        else:
+            unique = self._is_unique(queue, chosen, low, high)
+        if unique:
             offset.add(time - chosen.time)
-            self._remember(chosen.client, fingerprint)
+            self._fingerprints.remember(chosen.client, fingerprint)
         if queue.live == 1:  # the chosen one is the only candidate left
             ambiguous = False
         else:
@@ -346,23 +465,30 @@ class AttributionEngine:
             ambiguous = self._other_client_between(queue, chosen, low, high, fingerprint)
         queue.consume(chosen)
         if ambiguous:
-            self.stats.ambiguous += 1
+            self.report.ambiguous += 1
             return Attribution(chosen.client, Outcome.AMBIGUOUS)
-        self.stats.matched += 1
+        self.report.matched += 1
         return Attribution(chosen.client, Outcome.MATCHED)
 
     def _first_in_band(
         self, queue: _KeyQueue, start: int, high: float, fingerprint: str | None
     ) -> int:
-        """The oldest unconsumed record in [low, high] whose client's fingerprint fits.
+        """The oldest unconsumed record up to `high` whose client's fingerprint fits.
 
-        A different fingerprint is evidence against a client; the same one is
-        evidence for it, weighed only among simultaneous records, since a
-        popular browser's fingerprint is shared by many clients.  If every
-        candidate is against, the oldest is taken all the same.
+        First in, first out, unless the fingerprint says otherwise: a client
+        seen with another one is passed over; among records of the same
+        second, whose order says little, a client seen with this very one
+        goes first if that fingerprint is distinctive.  If every candidate
+        is against, the oldest is taken all the same.
         """
         times, records = queue.times, queue.records
-        known = self._fingerprints
+        prints = self._fingerprints
+        known = prints.known  # the join's hot path: plain lookups, no calls
+        if fingerprint is None or not prints.trusted:  # the order alone: the oldest
+            fingerprint = None
+            distinctive = False
+        else:  # as prints.distinctive(fingerprint)
+            distinctive = prints.holders.get(fingerprint, 0) < prints.COMMON_SHARE * len(known)
         first = fitting = -1
         index = start
         while index < len(times) and times[index] <= high:
@@ -370,12 +496,14 @@ class AttributionEngine:
             if not pending.consumed:
                 if fingerprint is None:
                     return index
-                if fitting >= 0 and times[index] >= times[fitting] + self.resolution:
+                if fitting >= 0 and (
+                    not distinctive or times[index] >= times[fitting] + self.resolution
+                ):
                     return fitting
                 seen = known.get(pending.client)
-                if seen == fingerprint:
+                if distinctive and seen == fingerprint:
                     return index
-                if seen is None and fitting < 0:
+                if fitting < 0 and (seen is None or seen == fingerprint):  # not against
                     fitting = index
                 if first < 0:
                     first = index
@@ -391,11 +519,18 @@ class AttributionEngine:
         expected_or_newest = min(expected, newest)
         start = bisect_left(times, expected_or_newest, queue.head)
         best, best_distance = -1, math.inf
-        index = start - 1  # backwards: the later of equals loses to the earlier below
+        index = start - 1  # backwards: the nearest older record...
         while index >= queue.head and expected - times[index] <= self.window:
             if not records[index].consumed:
                 best, best_distance = index, expected - times[index]
                 break
+            index -= 1
+        # ... or the oldest of those less than a resolution older than it (records
+        # stamped in the same second): first in, first out, not last in
+        index -= 1
+        while best >= 0 and index >= queue.head and times[index] > times[best] - self.resolution:
+            if not records[index].consumed:
+                best = index
             index -= 1
         # a newer record wins only if nearer by more than the time resolution:
         # within it, the two are equally plausible, and first in, first out
@@ -409,15 +544,19 @@ class AttributionEngine:
             index += 1
         return best
 
-    def _is_unique(self, queue: _KeyQueue, time: float) -> bool:
-        """True if the line's key had a single record, used or not, in its window.
+    def _is_unique(self, queue: _KeyQueue, chosen: _Pending, low: float, high: float) -> bool:
+        """True if `chosen` was the only record, used or not, the line could have had.
 
-        Only such matches teach the engine (a clock offset, a client's
-        fingerprint): learning from guesses would let one error breed more.
+        [low, high] is where the line's record can be: the learned band, or
+        the window until it is learned.  Only such matches teach the engine
+        (a clock offset, a client's fingerprint): learning from guesses would
+        let one error breed more.
         """
+        if not low <= chosen.time <= high or queue.last_used >= low:
+            return False  # a used record was plausible too (records are used oldest first)
         times = queue.times
-        first = bisect_left(times, time - self.window, queue.head)
-        return first + 1 == len(times) or times[first + 1] > time + self.window
+        first = bisect_left(times, low, queue.head)
+        return first + 1 == len(times) or times[first + 1] > high
 
     def _other_client_between(
         self,
@@ -429,14 +568,17 @@ class AttributionEngine:
     ) -> bool:
         """True if another client, not ruled out by its fingerprint, was plausible too."""
         times, records = queue.times, queue.records
-        known = self._fingerprints
+        prints = self._fingerprints
         index = bisect_left(times, low, queue.head)
         while index < len(times) and times[index] <= high:
             other = records[index]
-            if not other.consumed and other is not chosen and other.client != chosen.client:
-                seen = known.get(other.client) if fingerprint is not None else None
-                if seen is None or seen == fingerprint:
-                    return True
+            if (
+                not other.consumed
+                and other is not chosen
+                and other.client != chosen.client
+                and (fingerprint is None or not prints.against(other.client, fingerprint))
+            ):
+                return True
             index += 1
         return False
 
@@ -469,7 +611,7 @@ class AttributionEngine:
                 for key, pendings in self._by_port.items()
                 if (live := [p for p in pendings if not p.consumed and p.time >= before])
             }
-        self.stats.records_expired += unused
+        self.report.records_expired += unused
         times = self._record_times
         while times and times[0] < before:
             times.popleft()

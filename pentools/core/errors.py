@@ -78,3 +78,23 @@ class PrivilegeError(PentoolsError):
 class StartupError(PentoolsError):
     """A daemon that could not start; the message is its own one-line reason,
     passed to the command that started it (`pentools.core.process.detach`)."""
+
+
+class UnparsedInputError(PentoolsError, ValueError):
+    """An input of which too few lines parse in the log format tried.
+
+    The lines were still passed through; this says the result is worth little
+    (a wrong ``--log-format``, a pen.log given as an access log, binary junk).
+    """
+
+    def __init__(self, path: str, log_format: str, lines: int, parsed: int, sample: str) -> None:
+        share = 100 * parsed / lines if lines else 0.0
+        super().__init__(
+            f"{path}: {parsed} of {lines} lines ({share:.1f}%) parse as {log_format}; "
+            f"one that does not: {sample[:160]!r}"
+        )
+        self.path = path
+        self.log_format = log_format
+        self.lines = lines
+        self.parsed = parsed
+        self.sample = sample

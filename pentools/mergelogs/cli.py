@@ -21,6 +21,8 @@ Example:
 Every input line is written exactly once: lines with no matching record keep
 their own first field (or get the server's address with --unmatched=server),
 lines that do not parse are passed through unchanged; --stats counts them.
+If less than --min-parsed of a backend log parses, mergelogs says which file,
+the format tried and a line that does not parse, and exits with status 1.
 """
 
 
@@ -91,6 +93,21 @@ lines that do not parse are passed through unchanged; --stats counts them.
     is_flag=True,
     help="Print a summary (read, matched, ambiguous, unmatched...) on stderr.",
 )
+@click.option(
+    "--stats-json",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Write the same summary as JSON to FILE.",
+)
+@click.option(
+    "--min-parsed",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    metavar="FRACTION",
+    help="Exit non-zero, saying which file and with a sample line, if less than this "
+    "share of a backend log's lines parse (they are passed through all the same).",
+)
 @click.argument("logs", nargs=-1, required=True, metavar="SERVER:LOGFILE...")
 def command(
     pen_log: str,
@@ -104,6 +121,8 @@ def command(
     unmatched: str,
     tag_backend: bool,
     show_stats: bool,
+    stats_json: str | None,
+    min_parsed: float,
     logs: tuple[str, ...],
 ) -> None:
     """Merge pen's log and the backends' access logs into one access log.
@@ -116,14 +135,27 @@ def command(
     try:
         sources = tuple(LogSource.from_spec(*split_host_prefix(spec)) for spec in logs)
         config = MergeConfig(
-            pen_log, sources, jitter, clock_offset, reorder, log_format, unmatched, tag_backend
+            pen_log,
+            sources,
+            jitter,
+            clock_offset,
+            reorder,
+            log_format,
+            unmatched,
+            min_parsed,
+            tag_backend,
         )
         stats = _run(config, output)
     except BrokenPipeError:
         sys.stderr.close()  # a closed pipe (| head) is not an error worth a traceback
         raise SystemExit(1) from None
     if show_stats or debug:
-        click.echo(stats.summary(), err=True)
+        click.echo(f"mergelogs: {stats.summary()}", err=True)
+    if stats_json is not None:
+        with atomic_output(stats_json) as binary:
+            binary.write(stats.to_json().encode() + b"\n")
+    # Every line is written by now: too little that parses is reported, not lost.
+    stats.check_parsed(config.min_parsed, config.log_format)
 
 
 def _run(config: MergeConfig, output: str | None) -> MergeStats:

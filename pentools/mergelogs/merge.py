@@ -20,8 +20,8 @@ from typing import IO
 
 from pentools.core.accesslog import AccessLine, LogFormat, open_binary, read_lines, with_backend
 from pentools.core.addresses import resolve_host
-from pentools.core.attribution import AttributionEngine, AttributionStats
-from pentools.core.errors import RecordError
+from pentools.core.attribution import AttributionEngine, JoinReport
+from pentools.core.errors import RecordError, UnparsedInputError
 from pentools.core.records import BalancerRecord, parse_local
 
 
@@ -51,46 +51,62 @@ class MergeConfig:
     reorder: float = 60.0  # how late a line may come in its own log and still be put in order
     log_format: str | None = None
     unmatched: str = "keep"  # "keep" the line's own client, or write the "server"
+    min_parsed: float = 0.5  # a log of which a smaller share parses is an error (after the merge)
     tag_backend: bool = False  # append the backend's address to each line
 
 
 @dataclass
-class MergeStats:
-    """What the merge read, matched and could not use."""
+class SourceTally:
+    """How much of one backend log parsed, and the first line that did not."""
 
+    path: str
     lines: int = 0
-    malformed: int = 0
-    late: int = 0
+    parsed: int = 0
+    sample: str | None = None
+
+
+@dataclass
+class MergeStats:
+    """What the merge read and joined: the join's report, and what is mergelogs' own."""
+
+    join: JoinReport = field(default_factory=JoinReport)
+    late: int = 0  # lines written out of time order (later than --reorder)
     records_read: int = 0
     records_malformed: int = 0
     records_other_server: int = 0
-    records_unused: int = 0
-    join: AttributionStats = field(default_factory=AttributionStats)
     offsets: dict[str, float] = field(default_factory=dict)
+    sources: list[SourceTally] = field(default_factory=list)
+
+    def check_parsed(self, min_parsed: float, log_format: str | None) -> None:
+        """Raise UnparsedInputError for the first log of which too few lines parsed."""
+        for tally in self.sources:
+            if tally.lines and tally.parsed < min_parsed * tally.lines:
+                name = log_format or "common or combined"
+                raise UnparsedInputError(
+                    tally.path, name, tally.lines, tally.parsed, tally.sample or ""
+                )
+
+    def extra(self) -> dict[str, object]:
+        """mergelogs' own counters, after the join's in the report."""
+        extra: dict[str, object] = {
+            "late": self.late,
+            "records_read": self.records_read,
+            "records_malformed": self.records_malformed,
+            "records_other_server": self.records_other_server,
+        }
+        for server, offset in sorted(self.offsets.items()):
+            extra[f"clock {server}"] = f"{offset:+.1f} s"
+        return extra
 
     def summary(self) -> str:
-        """The report printed by ``--stats``."""
-        join = self.join
-        lines = max(self.lines, 1)
-        rows = [
-            ("lines read", self.lines),
-            ("  attributed", join.attributed),
-            ("    exact (upstream port)", join.exact),
-            ("    matched", join.matched),
-            ("    ambiguous", join.ambiguous),
-            ("  unmatched", join.unmatched),
-            ("  malformed (passed through)", self.malformed),
-            ("  written out of time order", self.late),
-            ("records read", self.records_read),
-            ("  unused", self.records_unused),
-            ("  for other servers", self.records_other_server),
-            ("  malformed (skipped)", self.records_malformed),
-        ]
-        text = [f"{label:<30} {value:>10}" for label, value in rows]
-        text.insert(1, f"{'  attributed %':<30} {100 * join.attributed / lines:>10.2f}")
-        for server, offset in sorted(self.offsets.items()):
-            text.append(f"clock of {server:<21} {offset:>+10.1f} s")
-        return "\n".join(text)
+        """The report printed by ``--stats``: the join's layout, as penlogd's counters."""
+        return self.join.render(self.extra())
+
+    def to_json(self) -> str:
+        """The same as JSON (``--stats-json``); clock offsets in seconds."""
+        extra: dict[str, object] = {k: v for k, v in self.extra().items() if " " not in k}
+        extra["clock_offsets"] = self.offsets
+        return self.join.to_json(extra)
 
 
 # An item of one source's line stream: (order time, source index, sequence,
@@ -99,15 +115,21 @@ class MergeStats:
 _Item = tuple[float, int, int, str, AccessLine | None]
 
 
-def _parsed_lines(index: int, source: LogSource, log_format: LogFormat) -> Iterator[_Item]:
+def _parsed_lines(
+    index: int, source: LogSource, log_format: LogFormat, tally: SourceTally
+) -> Iterator[_Item]:
     """The lines of one backend log; a malformed line takes its predecessor's time."""
     last_time = -math.inf
     for sequence, text in enumerate(read_lines(source.path)):
+        tally.lines += 1
         parsed = log_format.parse(text)
         if parsed is not None and parsed.time is not None:
+            tally.parsed += 1
             last_time = parsed.time
             yield (last_time, index, sequence, text, parsed)
         else:
+            if tally.sample is None:
+                tally.sample = text.rstrip("\r\n")
             yield (last_time, index, sequence, text, None)
 
 
@@ -214,20 +236,23 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
         if path != "-":
             open_binary(path).close()  # fail before writing anything, not half-way
     stats = MergeStats()
-    engine = AttributionEngine(window=config.jitter)
-    stats.join = engine.stats
+    # Until a server's clock is learned: first in, first out within the window.
+    engine = AttributionEngine(window=config.jitter, prior_band=(-config.jitter, config.jitter))
+    stats.join = engine.report
     records = _RecordFeed(config, engine, stats)
+    stats.sources = [SourceTally(source.path) for source in config.sources]
     streams = [
-        _time_ordered(_parsed_lines(index, source, log_format), config.reorder, stats)
+        _time_ordered(
+            _parsed_lines(index, source, log_format, stats.sources[index]), config.reorder, stats
+        )
         for index, source in enumerate(config.sources)
     ]
     servers = [source.server for source in config.sources]
     write = output.write
     fed_until = -math.inf
     for _, index, _, text, parsed in heapq.merge(*streams):
-        stats.lines += 1
         if parsed is None or parsed.time is None:
-            stats.malformed += 1
+            engine.count_malformed()
         else:
             time = parsed.time
             if time != fed_until:  # time stamps repeat within a second: once per change
@@ -245,6 +270,6 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
             text = with_backend(text, servers[index])
         # A last line without a newline must not glue onto the next one.
         write(text if text.endswith("\n") else text + "\n")
-    stats.records_unused = stats.join.records_expired + engine.pending_records
+    engine.snapshot()
     stats.offsets = {server: engine.offset(server).median for server in servers}
     return stats

@@ -25,7 +25,7 @@ Examples:
 Signals: HUP closes and reopens the log (rotation: mv the log, then HUP);
 TERM and INT write what was received, remove the PID file and exit 0;
 USR1 writes the counters to stderr (syslog when detached) and, with
---stats-file, as JSON to that file.
+--stats-json, as JSON to that file.
 
 A datagram that starts with "+" is a balancer record.  One that starts with
 a whole syslog header (RFC 3164 as nginx sends it, or RFC 5424) is a web line
@@ -130,14 +130,15 @@ unchanged.
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (a bare port: 127.0.0.1).",
 )
 @click.option(
-    "--stats-file",
-    metavar="FILE",
-    help="On USR1 and at exit, replace FILE with the counters as one JSON object.",
-)
-@click.option(
     "--tag-backend",
     is_flag=True,
     help="Append the web server's address to each line (webstats -f combined_backend).",
+)
+@click.option(
+    "--stats-json",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the counters as JSON to FILE on USR1 and at exit (inside -j's jail).",
 )
 @click.argument("port")
 def command(
@@ -156,8 +157,8 @@ def command(
     rcvbuf: int,
     tags: tuple[str, ...],
     metrics: str | None,
-    stats_file: str | None,
     tag_backend: bool,
+    stats_json: str | None,
     port: str,
 ) -> None:
     """Join pen's records with the web servers' log lines, live, on UDP PORT.
@@ -178,9 +179,9 @@ def command(
         debug=debug,
         chroot=chroot,
         user=user,
+        stats_json=stats_json,
         rcvbuf=rcvbuf,
         metrics=None if metrics is None else parse_metrics_address(metrics),
-        stats_file=stats_file,
         join=JoinConfig(
             window=window,
             wait=wait,

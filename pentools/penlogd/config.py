@@ -26,5 +26,5 @@ class PenlogdConfig:
     user: str | None = None
     rcvbuf: int = DEFAULT_RCVBUF
     metrics: HostPort | None = None  # --metrics: serve /metrics here
-    stats_file: str | None = None  # --stats-file: the counters as JSON, on USR1 and at exit
+    stats_json: str | None = None  # the counters as JSON, written on USR1 and at exit
     join: JoinConfig = field(default_factory=JoinConfig)

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from pentools.core.accesslog import AccessLine, LogFormat, with_backend
 from pentools.core.addresses import normalize_ip
-from pentools.core.attribution import AttributionEngine
+from pentools.core.attribution import AttributionEngine, JoinReport
 from pentools.core.errors import RecordError
 from pentools.core.records import is_record_datagram, parse_datagram
 from pentools.penlogd.syslog import parse_syslog
@@ -52,20 +52,36 @@ class JoinConfig:
 
 @dataclass
 class JoinCounters:
-    """What penlogd reports on USR1 and at exit."""
+    """What penlogd reports on USR1, at exit and to the metrics.
 
+    `report` is the join's accounting, the same as mergelogs' ``--stats``
+    (`JoinReport`: lines, exact, matched, ambiguous, unmatched, malformed,
+    records, records_unused, records_expired); the rest is penlogd's own.
+    """
+
+    report: JoinReport = field(default_factory=JoinReport)
     received: int = 0  # datagrams
-    records: int = 0  # balancer records accepted
     refused: int = 0  # records from an address not given with --balancer
-    lines: int = 0  # web lines written
-    matched: int = 0  # ... with a client from a record (the engine's count)
-    waited: int = 0  # ... that had to wait for their record
-    unmatched: int = 0  # ... parsed, but no record matched (the engine's count)
-    malformed: int = 0  # empty datagrams, bad records, lines not in the log format
-    expired: int = 0  # records never claimed by a line
+    waited: int = 0  # lines that had to wait for their record
+    dropped: int = 0  # datagrams neither a line nor a record: empty, or a bad record
+    waiting: int = 0  # lines waiting for their record now
+
+    def extra(self) -> dict[str, object]:
+        return {
+            "received": self.received,
+            "refused": self.refused,
+            "waited": self.waited,
+            "dropped": self.dropped,
+            "waiting": self.waiting,
+        }
 
     def summary(self) -> str:
-        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+        """One line: the join's report in mergelogs' layout, then penlogd's own counters."""
+        return self.report.render(self.extra())
+
+    def to_json(self) -> str:
+        """The same as JSON (``--stats-json``)."""
+        return self.report.to_json(self.extra())
 
 
 class _WaitingLine:
@@ -111,8 +127,14 @@ class LiveJoin:
             resolution=config.slack,  # arrival times: finer than log time stamps
             max_records=config.max_records,
             prior_band=(-config.slack, config.window),  # a line comes after its record
+            # Arrival times are precise: a record older than the learned band is
+            # one whose line was lost, not one a mistaken line left behind.
+            reach=0.0,
+            # Lines arrive in completion order, which says less than a
+            # User-Agent, even one that users behind a NAT address share.
+            fingerprint_tolerance=1.0,
         )
-        self.counters = JoinCounters()
+        self.counters = JoinCounters(self.engine.report)
         self._format = LogFormat(config.log_format)
         self._output: list[bytes] = []
         self._waiting: deque[_WaitingLine] = deque()  # in arrival order = deadline order
@@ -145,7 +167,7 @@ class LiveJoin:
         if is_record_datagram(datagram):
             self._record(datagram, server, now)
         elif not datagram or datagram.isspace():
-            self.counters.malformed += 1
+            self.counters.dropped += 1
         elif datagram[:1] == b"<" and (syslog := parse_syslog(datagram)) is not None:
             # nginx's access log: always a web line, never a record
             self._line(syslog.message, self.config.syslog_tags.get(syslog.tag, server), now)
@@ -183,10 +205,9 @@ class LiveJoin:
         try:
             record = parse_datagram(datagram, now)
         except RecordError:
-            self.counters.malformed += 1
+            self.counters.dropped += 1
             return
         self.engine.add_record(record)
-        self.counters.records += 1
         queue = self._waiting_by_key.get((record.server, record.request))
         if queue:
             self._attribute_waiting(queue[0], now)
@@ -195,7 +216,7 @@ class LiveJoin:
         text = one_line(datagram)
         line = self._format.parse(text)
         if line is None:
-            self.counters.malformed += 1
+            self.engine.count_malformed()
             self._write(text, server)
             return
         key = line.request_key()
@@ -233,17 +254,11 @@ class LiveJoin:
     def _write(self, text: str, server: str) -> None:
         if self.config.tag_backend:
             text = with_backend(text, server)
-        self.counters.lines += 1
         self._output.append((text + "\n").encode("latin-1"))
 
     def sync_counters(self) -> JoinCounters:
-        """The counters, with the join's own accounting taken from the shared engine.
-
-        Matched and unmatched are what the engine decided, as in mergelogs'
-        report; a malformed line never reaches it and counts as malformed only.
-        """
-        stats = self.engine.stats
-        self.counters.matched = stats.attributed
-        self.counters.unmatched = stats.unmatched
-        self.counters.expired = stats.records_expired
+        """The counters as of now: the engine's report (unused records counted now)
+        and penlogd's own.  Read by USR1, at exit, and by the metrics."""
+        self.engine.snapshot()
+        self.counters.waiting = len(self._waiting)
         return self.counters

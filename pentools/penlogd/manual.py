@@ -44,7 +44,7 @@ MANUAL = Manual(
             "USR1",
             "Write the counters (received, records, refused, lines, matched, waited, "
             "unmatched, malformed, expired) to stderr, or to syslog when detached; with "
-            "--stats-file, also replace that file with them as JSON (again at exit).",
+            "--stats-json, also replace that file with them as JSON (again at exit).",
         ),
     ),
     files=(

@@ -1,8 +1,8 @@
-"""penlogd's counters for Prometheus (``--metrics``) and as JSON (USR1, ``--stats-file``).
+"""penlogd's counters for Prometheus (``--metrics``).
 
-`PenlogdCollector` reads the join's counters and the sockets' receive
-buffers at scrape time; `PenlogdMetrics` holds the one registry both the
-``/metrics`` endpoint and the JSON report are drawn from.
+`PenlogdCollector` reads the join's counters (the same `JoinCounters` that
+USR1 and ``--stats-json`` write) and the sockets' receive buffers at scrape
+time; `PenlogdMetrics` holds its registry and the ``/metrics`` endpoint.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pentools.core.addresses import HostPort, format_host_port
-from pentools.core.errors import OutputFileError
 from pentools.core.metrics import (
     MetricsServer,
-    counters_json_text,
     new_registry,
     receive_buffer,
 )
-from pentools.core.output import atomic_output
 from pentools.penlogd.join import LiveJoin
 
 log = logging.getLogger("penlogd")
@@ -31,26 +28,21 @@ LINE_RESULTS = ("exact", "matched", "ambiguous", "unmatched", "malformed")
 
 
 def join_accounting(join: LiveJoin) -> dict[str, int]:
-    """The join's numbers, read in this one place for every report.
+    """The join's numbers, read in this one place: the join's report (lines by
+    result, `LINE_RESULTS`, and records), then penlogd's own counters.
 
-    Lines by result (`LINE_RESULTS`), then records accepted, expired unused
-    and refused, datagrams received, dropped as malformed, lines waiting.  A
-    malformed line is written without reaching the engine, so it is the
-    difference of the lines written and the lines the engine saw.
+    Read from the metrics thread, so only plain numbers are read, nothing the
+    event loop's thread may be changing under it is walked.
     """
-    counters, stats = join.counters, join.engine.stats
-    malformed_lines = max(0, counters.lines - stats.lines)
+    counters = join.counters
+    report = counters.report
     return {
-        "exact": stats.exact,
-        "matched": stats.matched,
-        "ambiguous": stats.ambiguous,
-        "unmatched": stats.unmatched,
-        "malformed": malformed_lines,
-        "records": counters.records,
-        "records_expired": stats.records_expired,
+        **{result: getattr(report, result) for result in LINE_RESULTS},
+        "records": report.records,
+        "records_expired": report.records_expired,
         "records_refused": counters.refused,
         "datagrams": counters.received,
-        "datagrams_malformed": max(0, counters.malformed - malformed_lines),
+        "datagrams_dropped": counters.dropped,
         "waiting": join.waiting,
     }
 
@@ -95,7 +87,7 @@ class PenlogdCollector:
             labels=["reason"],
         )
         discarded.add_metric(["refused"], numbers["records_refused"])
-        discarded.add_metric(["malformed"], numbers["datagrams_malformed"])
+        discarded.add_metric(["malformed"], numbers["datagrams_dropped"])
         yield discarded
         yield from self._receive_buffers()
 
@@ -128,18 +120,13 @@ class PenlogdCollector:
 
 
 class PenlogdMetrics:
-    """The registry of penlogd's counters, its ``/metrics`` endpoint and JSON file."""
+    """The registry of penlogd's counters and its ``/metrics`` endpoint."""
 
     def __init__(
-        self,
-        join: LiveJoin,
-        sockets: list[socket.socket],
-        address: HostPort | None,
-        stats_file: str | None,
+        self, join: LiveJoin, sockets: list[socket.socket], address: HostPort | None
     ) -> None:
         self.registry = new_registry([PenlogdCollector(join, sockets)])
         self.server = None if address is None else MetricsServer(address, self.registry)
-        self.stats_file = stats_file
 
     def bind(self) -> None:
         if self.server is not None:
@@ -152,13 +139,3 @@ class PenlogdMetrics:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
-
-    def write_json(self) -> None:
-        """Replace the --stats-file with the counters, one JSON object (no file: nothing)."""
-        if self.stats_file is None:
-            return
-        try:
-            with atomic_output(self.stats_file) as stream:
-                stream.write((counters_json_text(self.registry) + "\n").encode())
-        except OutputFileError as exc:
-            log.error("%s", exc)

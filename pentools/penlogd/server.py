@@ -22,6 +22,7 @@ from pentools.core import process
 from pentools.core.addresses import format_host_port
 from pentools.core.cli import tool_logger
 from pentools.core.errors import OutputFileError, PentoolsError, StartupError
+from pentools.core.output import atomic_output
 from pentools.core.sockets import bind_socket
 from pentools.penlogd.config import PenlogdConfig
 from pentools.penlogd.join import JoinCounters, LiveJoin
@@ -109,7 +110,7 @@ class PenlogdServer:
         self.join = LiveJoin(config.join)
         self.output = LogOutput(config.logfile)
         self.sockets: list[socket.socket] = []  # filled in place: the metrics read this list
-        self.metrics = PenlogdMetrics(self.join, self.sockets, config.metrics, config.stats_file)
+        self.metrics = PenlogdMetrics(self.join, self.sockets, config.metrics)
 
     def start(self) -> None:
         """Bind the sockets and the metrics port (as root if so started: ports under 1024)."""
@@ -174,7 +175,6 @@ class PenlogdServer:
         self._write_output()
         forget_signals()
         self.output.close()
-        self.metrics.write_json()
         return self.join.sync_counters()
 
     async def _read(self, stream: DatagramStream, receiver: BatchReceiver) -> None:
@@ -231,8 +231,20 @@ class PenlogdServer:
         log.info("reopened %s", self.output.path or "stdout")
 
     def _report(self) -> None:
-        log.info("%s, waiting %d", self.join.sync_counters().summary(), self.join.waiting)
-        self.metrics.write_json()
+        counters = self.join.sync_counters()
+        log.info("%s", counters.summary())
+        write_stats_json(self.config.stats_json, counters)
+
+
+def write_stats_json(path: str | None, counters: JoinCounters) -> None:
+    """The counters as JSON to `path` (replaced atomically); a failure is only logged."""
+    if path is None:
+        return
+    try:
+        with atomic_output(path) as binary:
+            binary.write(counters.to_json().encode() + b"\n")
+    except OutputFileError as exc:
+        log.error("%s", exc)
 
 
 def _drain(receiver: BatchReceiver) -> Iterator[tuple[bytes, str]]:
@@ -293,4 +305,5 @@ def run(config: PenlogdConfig) -> JoinCounters:
         server.output.close()
     if config.debug:
         log.info("exiting: %s", counters.summary())
+    write_stats_json(config.stats_json, counters)
     return counters

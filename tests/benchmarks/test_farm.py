@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.farm import FarmConfig, generate_farm, load_truth, read_events
+from benchmarks.farm import (
+    APP_AGENT,
+    SHAPES,
+    FarmConfig,
+    generate_farm,
+    load_truth,
+    read_events,
+    shape_config,
+)
 from pentools.core.accesslog import LogFormat
 from pentools.core.records import REQUEST_MAX, parse_datagram, parse_local, request_key
 from tests.conftest import REPO_ROOT, SAMPLE_LOGS, tool_env
@@ -284,3 +292,66 @@ def test_bad_options_give_one_line_errors(tmp_path: Path, args: list[str], messa
     )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_shape_generates_a_consistent_farm(tmp_path: Path, shape: str) -> None:
+    out = tmp_path / shape
+    generate_farm(shape_config(shape, out, seed=5, requests=400))
+    summary = _summary(out)
+    settings = SHAPES[shape].settings
+    assert len(summary["servers"]) == settings.get("servers", 2)
+    low, high = settings.get("offset_min", -1.5), settings.get("offset_max", 1.5)
+    assert all(low <= s["clock_offset"] <= high for s in summary["servers"])  # type: ignore[operator]
+    lines = sum(s["lines"] for s in summary["servers"])
+    assert lines == summary["requests"] - summary["lost_lines"] == len(_truth(out))
+    for server in summary["servers"]:
+        _lines(out, server["address"])  # every line parses
+
+
+def _agents_by_client(out: Path) -> dict[str, set[str]]:
+    agents: dict[str, set[str]] = defaultdict(set)
+    summary = _summary(out)
+    truth = {(s, n): c for s, n, c in _truth(out)}
+    for server in summary["servers"]:
+        for number, line in enumerate(_lines(out, server["address"]), start=1):
+            agents[truth[(server["address"], number)]].add(line.agent)
+    return agents
+
+
+def test_populations_nat_shares_addresses_monoculture_shares_one_agent(tmp_path: Path) -> None:
+    nat = _agents_by_client(_shape(tmp_path, "nat-300"))
+    assert sum(len(agents) > 1 for agents in nat.values()) > 10  # users behind one address
+    app = _agents_by_client(_shape(tmp_path, "app-300"))
+    assert set().union(*app.values()) == {APP_AGENT}
+    mixed = _agents_by_client(_shape(tmp_path, "lan-100"))
+    assert all(len(agents) == 1 for agents in mixed.values())  # a client keeps its browser
+
+
+def test_completion_stamps_come_after_arrival_stamps(tmp_path: Path) -> None:
+    """The same farm stamped by Apache (arrival) and nginx (completion): later or equal."""
+    arrival = _shape(tmp_path, "tails-100")
+    completion = tmp_path / "completion"
+    generate_farm(shape_config("tails-100", completion, 5, 2000, stamp="completion"))
+    delays = []
+    for server in _summary(arrival)["servers"]:
+        address = server["address"]  # the same requests, in the same (completion) order
+        pairs = zip(_lines(arrival, address), _lines(completion, address), strict=True)
+        for received, completed in pairs:
+            assert received.request == completed.request
+            delays.append(completed.time - received.time)
+    assert min(delays) >= 0 and max(delays) >= 5  # the heavy tail: seconds late
+
+
+def test_lost_lines_leave_records_without_a_line(tmp_path: Path) -> None:
+    out = _shape(tmp_path, "lossy-300")
+    summary = _summary(out)
+    assert summary["lost_lines"] > 0
+    assert len(_truth(out)) == summary["requests"] - summary["lost_lines"]
+    assert summary["records"] - len(_truth(out)) == summary["body_records"] + summary["lost_lines"]
+
+
+def _shape(tmp_path: Path, shape: str) -> Path:
+    out = tmp_path / shape
+    generate_farm(shape_config(shape, out, seed=5, requests=2000))
+    return out

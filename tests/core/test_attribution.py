@@ -1,6 +1,8 @@
 """The join engine, driven event by event (no files, no sockets)."""
 
-from pentools.core.attribution import AttributionEngine, ClockOffset, Outcome
+from collections import deque
+
+from pentools.core.attribution import AttributionEngine, ClockOffset, Fingerprints, Outcome
 from pentools.core.records import BalancerRecord
 
 SERVER = "10.0.0.1"
@@ -17,7 +19,7 @@ def test_each_record_is_used_once() -> None:
     assert engine.match(SERVER, GET, 100).client == "192.0.2.1"
     second = engine.match(SERVER, GET, 100)
     assert second == second.__class__(None, Outcome.UNMATCHED)
-    assert engine.stats.matched == 1 and engine.stats.unmatched == 1
+    assert engine.report.matched == 1 and engine.report.unmatched == 1
 
 
 def test_nearest_in_time_within_the_window() -> None:
@@ -85,9 +87,24 @@ def banded_engine() -> AttributionEngine:
 
 def test_band_keeps_a_lost_line_from_shifting_the_rest() -> None:
     engine = banded_engine()
-    engine.add_record(record("192.0.2.1", 400))  # its line was never logged
+    stale = 450 - engine.reach - 10  # older than the band by more than the reach
+    engine.add_record(record("192.0.2.1", stale))  # its line was never logged
     engine.add_record(record("192.0.2.2", 450))
     assert engine.match(SERVER, GET, 450).client == "192.0.2.2"
+
+
+def test_a_record_left_behind_goes_first_and_ends_the_shift() -> None:
+    """A line took the next line's record by mistake (a shift): its own record,
+    a little older than the band, goes first, and the lines after are right
+    again instead of each taking its successor's record."""
+    engine = banded_engine()
+    # The line of 192.0.2.1 (at 440) took the record of 192.0.2.2 (450) and left its own.
+    engine.add_record(record("192.0.2.1", 440))
+    engine.add_record(record("192.0.2.3", 451))
+    engine.add_record(record("192.0.2.4", 452))
+    assert engine.match(SERVER, GET, 450).client == "192.0.2.1"  # 192.0.2.2's line: the error
+    assert engine.match(SERVER, GET, 451).client == "192.0.2.3"  # and no more
+    assert engine.match(SERVER, GET, 452).client == "192.0.2.4"
 
 
 def test_outside_the_band_only_a_record_no_later_line_can_claim() -> None:
@@ -115,7 +132,7 @@ def test_exact_join_on_the_upstream_port() -> None:
     first = engine.match(SERVER, GET, 100, remote_port=40001)
     assert (second.client, second.outcome) == ("192.0.2.2", Outcome.EXACT)
     assert (first.client, first.outcome) == ("192.0.2.1", Outcome.EXACT)
-    assert engine.stats.exact == 2
+    assert engine.report.exact == 2
 
 
 def test_expiry_counts_unused_records_and_frees_them() -> None:
@@ -125,7 +142,7 @@ def test_expiry_counts_unused_records_and_frees_them() -> None:
     engine.match(SERVER, "GET /b HTTP/1.1", 105)
     engine.add_record(record("192.0.2.3", 200))
     engine.advance(150)
-    assert engine.stats.records_expired == 1
+    assert engine.report.records_expired == 1
     assert engine.pending_records == 1
     assert engine.match(SERVER, GET, 200).client == "192.0.2.3"
 
@@ -146,9 +163,11 @@ def teach(engine: AttributionEngine, client: str, agent: str, time: float) -> No
 
 
 def learned_engine() -> AttributionEngine:
+    """Clients seen twice each with their own agent: fingerprints are trusted."""
     engine = AttributionEngine(window=600)
-    for index in range(ClockOffset.MIN_SAMPLES):
-        teach(engine, f"198.51.100.{index}", "bot", index * 10.0)
+    for index in range(Fingerprints.MIN_SEEN_AGAIN):
+        for visit in (0, 1):
+            teach(engine, f"198.51.100.{index}", f"agent {index}", index * 8.0 + visit)
     teach(engine, "192.0.2.1", "Firefox", 300)
     teach(engine, "192.0.2.2", "Chrome", 301)
     return engine
@@ -179,4 +198,80 @@ def test_guesses_teach_nothing() -> None:
     engine.add_record(record("192.0.2.2", 100))
     engine.match(SERVER, GET, 100, fingerprint="Chrome")
     assert engine.offset(SERVER).band is None
-    assert engine._fingerprints == {}
+    assert not engine._fingerprints.confirms("192.0.2.1", "Chrome")
+    assert not engine._fingerprints.confirms("192.0.2.2", "Chrome")
+
+
+def test_a_request_whose_other_record_was_used_teaches_nothing() -> None:
+    """Two requests of a key, the second line alone in the queue once the first
+    took a record: not unambiguous, the first may have taken the wrong one."""
+    engine = AttributionEngine(window=600)
+    engine.add_record(record("192.0.2.1", 100))
+    engine.add_record(record("192.0.2.2", 104))
+    engine.match(SERVER, GET, 103, fingerprint="Chrome")
+    engine.match(SERVER, GET, 104, fingerprint="Firefox")
+    assert not engine._fingerprints.confirms("192.0.2.2", "Firefox")
+    assert engine.offset(SERVER)._samples == deque()
+
+
+def test_a_client_is_known_by_the_user_agent_it_was_last_seen_with() -> None:
+    prints = Fingerprints(capacity=100, tolerance=0.25)
+    for index in range(Fingerprints.MIN_SEEN_AGAIN):  # clients that keep their agent
+        prints.remember(f"198.51.100.{index}", f"agent {index}")
+        prints.remember(f"198.51.100.{index}", f"agent {index}")
+    prints.remember("192.0.2.1", "Firefox")
+    assert prints.against("192.0.2.1", "Chrome") and prints.confirms("192.0.2.1", "Firefox")
+    prints.remember("192.0.2.1", "Chrome")  # a browser update, or another user behind it
+    assert prints.against("192.0.2.1", "Firefox") and prints.confirms("192.0.2.1", "Chrome")
+
+
+def test_user_agents_are_trusted_only_while_clients_keep_theirs() -> None:
+    """Half the clients seen again changed agent: beyond mergelogs' tolerance, within
+    penlogd's (its lines come in completion order, which says less than an agent)."""
+    strict, lenient = Fingerprints(1000, tolerance=0.25), Fingerprints(1000, tolerance=1.0)
+    for prints in (strict, lenient):
+        for index in range(Fingerprints.MIN_SEEN_AGAIN):
+            prints.remember(f"198.51.100.{index}", f"agent {index}")
+            prints.remember(f"198.51.100.{index}", f"agent {index}")
+        assert prints.trusted and prints.against("198.51.100.1", "agent 2")
+        for index in range(Fingerprints.MIN_SEEN_AGAIN):  # a NAT population shows up
+            prints.remember(f"203.0.113.{index}", "Firefox")
+            prints.remember(f"203.0.113.{index}", "Chrome")
+    assert not strict.trusted and not strict.against("198.51.100.1", "agent 2")
+    assert lenient.trusted and lenient.against("198.51.100.1", "agent 2")
+
+
+def test_a_user_agent_everyone_has_keeps_the_balancers_order() -> None:
+    """An app whose every client sends the same agent: being seen with it says
+    nothing, so a known client does not jump ahead of an unknown one."""
+    engine = AttributionEngine(window=600)
+    for index in range(Fingerprints.MIN_SEEN_AGAIN):
+        for visit in (0, 1):
+            teach(engine, f"198.51.100.{index}", "ShopApp/5", index * 8.0 + visit)
+    engine.add_record(record("192.0.2.9", 400))  # never seen
+    engine.add_record(record("198.51.100.3", 400))  # seen with the app's agent
+    assert engine.match(SERVER, GET, 400, fingerprint="ShopApp/5").client == "192.0.2.9"
+
+
+def test_nearest_takes_the_oldest_of_records_stamped_together() -> None:
+    """Records of one second, shifted by the balancer's clock (-t 0.6): the
+    nearest older ones are three equals; the first forwarded goes first, not the last."""
+    engine = AttributionEngine(window=60)
+    for client in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        engine.add_record(record(client, 99.4))
+    assert [engine.match(SERVER, GET, 100).client for _ in range(3)] == [
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.3",
+    ]
+
+
+def test_a_prior_band_over_the_window_is_first_in_first_out_at_any_offset() -> None:
+    """mergelogs' prior: until a clock is learned (a popular page may never teach
+    it), the balancer's order, whatever the backend's offset."""
+    engine = AttributionEngine(window=60, prior_band=(-60, 60))
+    for second in range(5):
+        for index in range(2):
+            engine.add_record(record(f"192.0.2.{second * 2 + index}", 100 + second))
+    lines = [engine.match(SERVER, GET, 101.7 + second).client for second in range(5) for _ in "ab"]
+    assert lines == [f"192.0.2.{n}" for n in range(10)]

@@ -23,7 +23,7 @@ def test_the_bound_keeps_the_newest_and_counts_the_dropped_as_expired() -> None:
     engine = AttributionEngine(window=1e9, max_records=1000)
     add(engine, 5000)
     assert 1000 <= engine.pending_records <= 1000 + 1000 // 8
-    assert engine.stats.records_expired == 5000 - engine.pending_records
+    assert engine.report.records_expired == 5000 - engine.pending_records
     # a line from long ago finds the oldest record kept, not a dropped one
     oldest_kept = 5000 - engine.pending_records
     answer = engine.match("192.0.2.1", "GET /", 0.0)
@@ -42,7 +42,7 @@ def test_consumed_records_still_count_toward_the_bound_until_swept() -> None:
 
 def test_a_prior_band_makes_an_unlearned_server_first_in_first_out() -> None:
     def engine_with(prior: tuple[float, float] | None) -> list[str | None]:
-        engine = AttributionEngine(window=60, slack=0.05, prior_band=prior)
+        engine = AttributionEngine(window=60, slack=0.05, resolution=0.05, prior_band=prior)
         for index in range(3):
             engine.add_record(BalancerRecord(f"10.0.0.{index}", "192.0.2.1", "GET /", index * 0.1))
         return [engine.match("192.0.2.1", "GET /", 0.5 + n * 0.01).client for n in range(3)]

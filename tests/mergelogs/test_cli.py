@@ -1,6 +1,6 @@
 """mergelogs as users run it: a real subprocess."""
 
-import re
+import json
 from pathlib import Path
 
 from tests.conftest import run_tool
@@ -22,14 +22,45 @@ def write_farm(tmp_path: Path) -> list[str]:
 
 
 def test_merges_to_stdout_with_stats(tmp_path: Path) -> None:
-    result = run_tool("mergelogs", "--stats", *write_farm(tmp_path))
+    """--stats is the join's report in the layout of penlogd's counters; --stats-json the same."""
+    stats_json = tmp_path / "stats.json"
+    result = run_tool(
+        "mergelogs", "--stats", "--stats-json", str(stats_json), *write_farm(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert [line.split()[0] for line in lines] == ["192.0.2.1", "2001:db8::9", "junk"]
+    assert result.stderr.decode().startswith(
+        "mergelogs: lines 3 (attributed 66.67%), exact 0, matched 2, ambiguous 0, unmatched 0, "
+        "malformed 1, records 2, records_unused 0, records_expired 0; late 0, records_read 2,"
+    )
+    report = json.loads(stats_json.read_text())
+    assert {k: report[k] for k in ("lines", "matched", "malformed", "attributed")} == {
+        "lines": 3,
+        "matched": 2,
+        "malformed": 1,
+        "attributed": 2,
+    }
+    assert report["clock_offsets"] == {"10.0.0.1": 0.0, "10.0.0.2": 0.0}
+
+
+def test_a_log_that_does_not_parse_is_passed_through_and_reported(tmp_path: Path) -> None:
+    """pen's own log given as a backend's: every line still comes out, but the
+    exit status and one line on stderr say the file, the format and a bad line."""
+    args = write_farm(tmp_path)
+    args[-1] = f"10.0.0.2:{tmp_path}/pen.log"
+    result = run_tool("mergelogs", *args)
+    assert result.returncode == 1
+    assert len(result.stdout.decode().splitlines()) == 3  # nothing lost
     stderr = result.stderr.decode()
-    assert re.search(r"^lines read +3$", stderr, re.M)
-    assert re.search(r"^ +attributed +2$", stderr, re.M)
-    assert re.search(r"^ +malformed \(passed through\) +1$", stderr, re.M)
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert f"{tmp_path}/pen.log: 0 of 2 lines (0.0%) parse as common or combined" in stderr
+    assert "'192.0.2.1 " in stderr  # the sample bad line
+    # a threshold the file meets, or none: exit 0
+    assert run_tool("mergelogs", "--min-parsed", "0", *args).returncode == 0
+    junk = run_tool("mergelogs", "--min-parsed", "0.9", *write_farm(tmp_path))  # 1 of 2 parses
+    assert junk.returncode == 1 and "two.log: 1 of 2 lines (50.0%)" in junk.stderr.decode()
+    assert run_tool("mergelogs", *write_farm(tmp_path)).returncode == 0  # default: half
 
 
 def test_output_file_and_original_options(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def test_first_field_replaced_and_time_stamps_kept(tmp_path: Path) -> None:
         logs["10.0.0.1"][0].replace(BALANCER, "192.0.2.1"),
         logs["10.0.0.2"][0].replace(BALANCER, "2001:db8::2"),
     ]
-    assert stats.join.matched == 2 and stats.records_unused == 0
+    assert stats.join.matched == 2 and stats.join.records_unused == 0
 
 
 def test_output_in_time_order_stable_for_equal_times(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_malformed_lines_pass_through_near_their_neighbours(tmp_path: Path) -> N
         ]
     }
     lines, stats = merge(tmp_path, [], logs)
-    assert lines[1] == garbage and stats.malformed == 1 and len(lines) == 3
+    assert lines[1] == garbage and stats.join.malformed == 1 and len(lines) == 3
 
 
 def test_gzip_input_and_last_line_without_newline(tmp_path: Path) -> None:
@@ -174,8 +174,8 @@ def test_output_is_a_permutation_with_only_first_fields_changed(
         parsed = parser.parse(line)
         if parsed is not None:
             assert parsed.client in allowed
-    assert stats.lines == len(log1) + len(log2)
-    assert stats.join.attributed + stats.join.unmatched + stats.malformed == stats.lines
+    assert stats.join.lines == len(log1) + len(log2)
+    assert stats.join.attributed + stats.join.unmatched + stats.join.malformed == stats.join.lines
     assert stats.join.attributed <= len(records)
     times = []
     for parsed in map(parser.parse, lines):
@@ -193,7 +193,7 @@ def test_lines_of_any_length(tmp_path: Path) -> None:
     records = [f"192.0.2.1 {T0} 10.0.0.1 GET /a HTTP/1.1\n"]
     lines, stats = merge(tmp_path, records, {"10.0.0.1": [huge, junk]})
     assert lines == [huge.replace(BALANCER, "192.0.2.1", 1), junk]
-    assert stats.join.matched == 1 and stats.malformed == 1
+    assert stats.join.matched == 1 and stats.join.malformed == 1
 
 
 def test_a_line_later_than_the_reorder_window_is_kept_and_counted(tmp_path: Path) -> None:

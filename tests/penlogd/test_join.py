@@ -35,7 +35,8 @@ def test_record_then_line_gets_the_client_and_the_record_is_used_once() -> None:
     join.release_due(1.2 + join.config.wait)
     assert clients(join.take_output()) == ["127.0.0.1"]
     counters = join.sync_counters()
-    assert (counters.lines, counters.matched, counters.unmatched, counters.waited) == (2, 1, 1, 1)
+    report = counters.report
+    assert (report.lines, report.matched, report.unmatched, counters.waited) == (2, 1, 1, 1)
 
 
 def test_two_clients_same_request_each_line_gets_a_different_one() -> None:
@@ -85,7 +86,8 @@ def test_every_line_written_once_however_bad() -> None:
         b"a\\x0ab\\x0dc\n",
     ]
     counters = join.sync_counters()
-    assert (counters.received, counters.lines, counters.malformed) == (5, 3, 5)
+    assert (counters.received, counters.report.lines, counters.report.malformed) == (5, 3, 3)
+    assert counters.dropped == 2  # the empty ones: not lines, not written
 
 
 def test_bad_records_are_counted_not_written() -> None:
@@ -93,8 +95,8 @@ def test_bad_records_are_counted_not_written() -> None:
     for datagram in [b"+", b"+ notanip 127.0.0.11 GET /", b"+ 10.0.0.1 127.0.0.11#x GET /"]:
         join.receive(datagram, PEN, 1.0)
     assert join.take_output() == []
-    assert join.sync_counters().malformed == 3
-    assert join.sync_counters().records == 0
+    assert join.sync_counters().dropped == 3
+    assert join.sync_counters().report.records == 0
 
 
 def test_records_from_an_unlisted_balancer_are_refused() -> None:
@@ -122,7 +124,7 @@ def test_extended_records_join_exactly_on_the_upstream_port() -> None:
     join.receive(line(port=40002), WEB, 1.1)
     join.receive(line(port=40001), WEB, 1.1)
     assert clients(join.take_output()) == ["10.0.0.2", "10.0.0.1"]
-    assert join.engine.stats.exact == 2
+    assert join.engine.report.exact == 2
 
 
 def test_records_beyond_the_bound_are_dropped_oldest_first() -> None:
@@ -133,7 +135,7 @@ def test_records_beyond_the_bound_are_dropped_oldest_first() -> None:
     join.receive(line("/999"), WEB, 1.0)
     join.receive(line("/0"), WEB, 1.0)
     assert clients(join.take_output()) == ["10.0.3.231", "127.0.0.1"]
-    assert join.sync_counters().expired >= 1000 - 100 - 100 // 8
+    assert join.sync_counters().report.records_expired >= 1000 - 100 - 100 // 8
 
 
 def test_one_line_keeps_every_byte_but_line_breaks() -> None:
@@ -164,10 +166,5 @@ def test_malformed_lines_are_not_counted_unmatched_too() -> None:
     join.receive(line(), WEB, 1.1)
     join.receive(b"not a log line\n", WEB, 1.2)
     join.receive(line("/nobody"), WEB, 1.3)
-    counters = join.sync_counters()
-    assert (counters.lines, counters.matched, counters.unmatched, counters.malformed) == (
-        3,
-        1,
-        1,
-        1,
-    )
+    report = join.sync_counters().report
+    assert (report.lines, report.matched, report.unmatched, report.malformed) == (3, 1, 1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -80,7 +81,9 @@ def test_term_writes_everything_received_and_removes_the_pid_file(
 
 
 def test_usr1_reports_the_counters(processes: Processes, tmp_path: Path) -> None:
-    daemon = Penlogd(processes, tmp_path, "--wait", "0.2")
+    """The join's report in mergelogs' --stats layout, then penlogd's own; JSON too."""
+    stats_json = tmp_path / "stats.json"
+    daemon = Penlogd(processes, tmp_path, "--wait", "0.2", "--stats-json", str(stats_json))
     with sender("127.0.0.1") as pen:
         pen.sendto(f"+ 10.0.0.1 {WEB} GET /n0 HTTP/1.1\n".encode(), ("127.0.0.1", daemon.port))
         pen.sendto(b"+ bad record", ("127.0.0.1", daemon.port))
@@ -90,9 +93,14 @@ def test_usr1_reports_the_counters(processes: Processes, tmp_path: Path) -> None
     os.kill(daemon.process.pid, signal.SIGUSR1)
     report = daemon.process.stderr.readline().decode()
     assert report == (
-        "penlogd: received 5, records 1, refused 0, lines 3, matched 1, waited 2, "
-        "unmatched 2, malformed 1, expired 0, waiting 0\n"
+        "penlogd: lines 3 (attributed 33.33%), exact 0, matched 1, ambiguous 0, unmatched 2, "
+        "malformed 0, records 1, records_unused 0, records_expired 0; "
+        "received 5, refused 0, waited 2, dropped 1, waiting 0\n"
     )
+    wait_until(stats_json.exists, what="--stats-json")
+    counters = json.loads(stats_json.read_text())
+    assert (counters["lines"], counters["matched"], counters["unmatched"]) == (3, 1, 2)
+    assert (counters["received"], counters["dropped"]) == (5, 1)
     daemon.stop()
 
 

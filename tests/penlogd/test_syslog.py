@@ -119,7 +119,7 @@ def test_a_tag_names_the_server_else_the_source_address_does() -> None:
         b"10.0.0.1",
         b"10.0.0.3",
     ]
-    assert join.sync_counters().matched == 3
+    assert join.sync_counters().report.matched == 3
 
 
 def test_a_syslog_message_is_never_a_record_and_a_line_starting_with_lt_is_kept() -> None:
@@ -131,5 +131,5 @@ def test_a_syslog_message_is_never_a_record_and_a_line_starting_with_lt_is_kept(
     join.receive(b"<190>Dec  5 08:11:50 web2: " + LINE, WEB1, 1.1)
     output = join.take_output()
     assert output == [record("10.6.6.6", WEB1), junk, LINE + b"\n"]
-    counters = join.sync_counters()
-    assert (counters.records, counters.lines, counters.unmatched) == (0, 3, 1)
+    report = join.sync_counters().report
+    assert (report.records, report.lines, report.unmatched) == (0, 3, 1)
