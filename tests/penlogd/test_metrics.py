@@ -124,7 +124,7 @@ def test_counters_follow_the_traffic(processes: Processes, tmp_path: Path) -> No
     # USR1: the same numbers as JSON in --stats-json, and the human line on stderr
     os.kill(daemon.process.pid, signal.SIGUSR1)
     assert daemon.process.stderr is not None
-    assert daemon.process.stderr.readline().startswith(b"penlogd: received ")
+    assert daemon.process.stderr.readline().startswith(b"penlogd: lines ")
     wait_until(stats.exists, what="the JSON counters")
     counters = json.loads(stats.read_text())
     now = scrape(where)
