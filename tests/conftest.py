@@ -20,9 +20,12 @@ import sys
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.apache import Apache
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_LOGS = REPO_ROOT / "sample_logs"
@@ -226,6 +229,15 @@ def processes() -> Iterator[Processes]:
         yield started
     finally:
         started.stop_all()
+
+
+@pytest.fixture
+def apaches() -> Iterator[list[Apache]]:
+    """Apache instances a test starts (`tests.apache.Apache`): stopped when it ends."""
+    started: list[Apache] = []
+    yield started
+    for apache in started:
+        apache.stop()
 
 
 @pytest.fixture

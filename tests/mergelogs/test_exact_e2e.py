@@ -9,7 +9,6 @@ servers log after the port: the truth, which the join never looks at.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,14 +31,6 @@ NGINX_FORMAT = (
 )
 #: How mergelogs reads both (an Apache LogFormat).
 MERGE_FORMAT = '%h %l %u %t "%r" %>s %b %{remote}p "%{X-Who}i"'
-
-
-@pytest.fixture
-def apaches() -> Iterator[list[Apache]]:
-    started: list[Apache] = []
-    yield started
-    for apache in started:
-        apache.stop()
 
 
 def run_farm(processes: Processes, tmp_path: Path, backends: list[str]) -> Path:

@@ -10,7 +10,6 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,14 +55,6 @@ def balancer_argv(kind: str, log_port: int, listen: int, backends: list[str]) ->
     if kind == "c":
         return [require_c_tool("pen"), *args]
     return tool_argv("pen", *args)
-
-
-@pytest.fixture
-def apaches(tmp_path: Path) -> Iterator[list[Apache]]:
-    started: list[Apache] = []
-    yield started
-    for apache in started:
-        apache.stop()
 
 
 @pytest.mark.realpart

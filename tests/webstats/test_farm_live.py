@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +30,6 @@ CLIENTS = [f"127.0.1.{n}" for n in range(20, 26)]
 COMBINED = '%h %l %u %t \\"%r\\" %>s %b \\"%{Referer}i\\" \\"%{User-Agent}i\\"'
 TOTAL = "document.querySelector('#n-total b').textContent"
 HOSTS = "[...document.querySelectorAll('#t-hosts tbody td:first-child')].map(td => td.textContent)"
-
-
-@pytest.fixture
-def apaches() -> Iterator[list[Apache]]:
-    started: list[Apache] = []
-    yield started
-    for apache in started:
-        apache.stop()
 
 
 def _traffic(port: int, rounds: int) -> int:
