@@ -7,6 +7,7 @@ machine, but *fail* when ``CI=true``, because CI must prove every real part.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -56,6 +57,17 @@ def require_program(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_module(name: str) -> None:
+    """Import an optional Python package (an extra); skip without it, but fail under CI=true."""
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        message = f"{name} is not installed (the test extra installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
