@@ -31,8 +31,12 @@ _SCAN_BYTES = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """The lines of `location` that start in bytes [start, end); a compressed file whole."""
+    """The lines of `location` that start in bytes [start, end); a compressed file whole.
 
+    `path` is the file as the user named it, which the report shows.
+    """
+
+    path: str
     location: str
     start: int
     end: int
@@ -52,26 +56,31 @@ def plan_partitions(paths: Sequence[str], size: int) -> list[Partition]:
             compressed = is_gzip(location, stream.read(2))
             total = stream.seek(0, os.SEEK_END)
         if compressed:
-            partitions.append(Partition(location, 0, total, True))
+            partitions.append(Partition(path, location, 0, total, True))
             continue
         count = max(1, -(-total // size))
         cuts = [total * index // count for index in range(count + 1)]
         partitions.extend(
-            Partition(location, start, end, False) for start, end in itertools.pairwise(cuts)
+            Partition(path, location, start, end, False) for start, end in itertools.pairwise(cuts)
         )
     return partitions
 
 
-def read_partition(partition: Partition, block_size: int) -> Iterator[bytes]:
-    """The lines a partition owns, in blocks of about `block_size` bytes of whole lines."""
+def read_partition(partition: Partition, block_size: int) -> Iterator[tuple[int, bytes]]:
+    """The lines a partition owns, in blocks of about `block_size` bytes of whole lines,
+    each with its offset in the file (in the decompressed content of a compressed file)."""
     with _reading(partition.location) as stream:
         if partition.compressed:
-            yield from blocks_of_lines(cast(IO[bytes], gzip.GzipFile(fileobj=stream)), block_size)
-            return
-        begin = _line_start(stream, partition.start)
-        finish = _line_start(stream, partition.end)
-        stream.seek(begin)
-        yield from blocks_of_lines(cast(IO[bytes], _Window(stream, finish - begin)), block_size)
+            begin = 0
+            content = cast(IO[bytes], gzip.GzipFile(fileobj=stream))
+        else:
+            begin = _line_start(stream, partition.start)
+            finish = _line_start(stream, partition.end)
+            stream.seek(begin)
+            content = cast(IO[bytes], _Window(stream, finish - begin))
+        for block in blocks_of_lines(content, block_size):
+            yield begin, block
+            begin += len(block)
 
 
 def _line_start(stream: IO[bytes], offset: int) -> int:

@@ -30,11 +30,14 @@ def owned_lines(data: bytes, start: int, end: int) -> list[bytes]:
     return lines
 
 
-def read_all(partition: Partition, block_size: int) -> list[bytes]:
+def content(partition: Partition, block_size: int, data: bytes) -> bytes:
+    """What a partition reads of `data`, checking that each block is whole lines at its offset."""
     blocks = list(read_partition(partition, block_size))
-    for block in blocks[:-1]:
+    for offset, block in blocks:
+        assert data[offset : offset + len(block)] == block
+    for _, block in blocks[:-1]:
         assert block.endswith(b"\n")  # whole lines in every block but a last unended line
-    return lines_of(b"".join(blocks))
+    return b"".join(block for _, block in blocks)
 
 
 def lines_of(data: bytes) -> list[bytes]:
@@ -68,7 +71,7 @@ def test_partitions_own_every_line_once(
     assert partitions[0].start == 0 and partitions[-1].end == len(data)
     read: list[bytes] = []
     for partition in partitions:
-        mine = read_all(partition, block_size)
+        mine = lines_of(content(partition, block_size, data))
         assert mine == owned_lines(data, partition.start, partition.end)
         read += mine
     assert b"".join(read) == data
@@ -87,8 +90,8 @@ def test_compressed_files_are_one_partition_each(tmp_path: Path) -> None:
     assert [p.compressed for p in partitions] == [True] + [False] * cuts + [True]
     assert [p.location for p in partitions[:2]] == [str(gz), str(plain)]
     for partition in (partitions[0], partitions[-1]):
-        assert b"".join(read_partition(partition, 4096)) == data
-    assert b"".join(b"".join(read_partition(p, 4096)) for p in partitions[1:-1]) == data
+        assert content(partition, 4096, data) == data
+    assert b"".join(content(p, 4096, data) for p in partitions[1:-1]) == data
 
 
 def test_relative_paths_become_absolute_and_urls_are_read_through_fsspec(
@@ -101,7 +104,8 @@ def test_relative_paths_become_absolute_and_urls_are_read_through_fsspec(
     assert local.location == str(tmp_path / "a.log")
     remote = plan_partitions([f"file://{tmp_path}/a.log"], 5)
     assert [p.location for p in remote] == [f"file://{tmp_path}/a.log"] * 3
-    assert b"".join(b"".join(read_partition(p, 2)) for p in remote) == b"one\ntwo\nthree\n"
+    assert b"".join(content(p, 2, b"one\ntwo\nthree\n") for p in remote) == b"one\ntwo\nthree\n"
+    assert [p.path for p in remote] == [f"file://{tmp_path}/a.log"] * 3 and local.path == "a.log"
 
 
 def test_unreadable_inputs_are_input_errors(tmp_path: Path) -> None:
