@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pentools.webstats.parse import ParsedChunk
+from pentools.webstats.state import State
 
 #: What GoAccess's configuration ships as static files (goaccess.conf).
 STATIC_EXTENSIONS = [
@@ -169,132 +169,22 @@ def classify(agent: str, table: tuple[tuple[str, str], ...]) -> str:
     return "Others"
 
 
-class Tally:
-    """Sums by key over many chunks, compacted when the partial tables grow."""
-
-    def __init__(self, compact_every: int = 16) -> None:
-        self._parts: list[pd.DataFrame] = []
-        self._compact_every = compact_every
-
-    def add(self, part: pd.DataFrame) -> None:
-        if len(part):
-            self._parts.append(part)
-        if len(self._parts) >= self._compact_every:
-            self._parts = [self.total()]
-
-    def total(self) -> pd.DataFrame:
-        if not self._parts:
-            return pd.DataFrame({"hits": [], "bytes": []}, dtype="int64")
-        merged = pd.concat(self._parts)
-        if len(self._parts) == 1:
-            return merged
-        return merged.groupby(level=list(range(merged.index.nlevels)), sort=False).sum()
-
-
-class Visitors:
-    """Distinct (day, client, user agent) as 64-bit hashes with their day."""
-
-    def __init__(self) -> None:
-        self._parts: list[pd.DataFrame] = []
-        self._rows = 0
-        self._compacted = 0
-
-    def add(self, days: pd.Series, clients: pd.Series, agents: pd.Series) -> None:
-        keys = pd.DataFrame({"day": days, "client": clients, "agent": agents})
-        hashes = pd.util.hash_pandas_object(keys, index=False).to_numpy()
-        part = pd.DataFrame({"day": days.to_numpy(), "key": hashes}).drop_duplicates("key")
-        self._parts.append(part)
-        self._rows += len(part)
-        if self._rows > 2 * self._compacted + 1_000_000:
-            self._compact()
-
-    def _compact(self) -> None:
-        merged = pd.concat(self._parts).drop_duplicates("key") if self._parts else None
-        self._parts = [] if merged is None else [merged]
-        self._rows = self._compacted = 0 if merged is None else len(merged)
-
-    def per_day(self) -> pd.Series:
-        self._compact()
-        if not self._parts:
-            return pd.Series(dtype="int64")
-        return self._parts[0].groupby("day").size()
-
-
-@dataclass
-class Statistics:
-    """Everything a report shows, accumulated chunk by chunk."""
-
-    static_extensions: tuple[str, ...] = tuple(STATIC_EXTENSIONS)
-    since: float | None = None
-    until: float | None = None
-    lines: int = 0
-    failed: int = 0
-    excluded: int = 0
-    valid: int = 0
-    bandwidth: int = 0
-    first_local: float = np.inf
-    last_local: float = -np.inf
-    first_unix: float = np.inf
-    last_unix: float = -np.inf
-    status: Tally = field(default_factory=Tally)
-    days: Tally = field(default_factory=Tally)
-    hours: Tally = field(default_factory=Tally)
-    requests: Tally = field(default_factory=Tally)
-    hosts: Tally = field(default_factory=Tally)
-    referers: Tally = field(default_factory=Tally)
-    agents: Tally = field(default_factory=Tally)
-    visitors: Visitors = field(default_factory=Visitors)
-    files: list[str] = field(default_factory=list)
-
-    def add(self, chunk: ParsedChunk) -> None:
-        frame = chunk.frame
-        self.lines += chunk.lines
-        self.failed += chunk.failed
-        if self.since is not None or self.until is not None:
-            keep = np.ones(len(frame), dtype=bool)
-            if self.since is not None:
-                keep &= frame["local"].to_numpy() >= self.since
-            if self.until is not None:
-                keep &= frame["local"].to_numpy() < self.until
-            self.excluded += int(len(frame) - keep.sum())
-            frame = frame[keep]
-        if not len(frame):
-            return
-        self.valid += len(frame)
-        size = frame["size"]
-        self.bandwidth += int(size.sum())
-        local, unix = frame["local"], frame["unix"]
-        self.first_local = min(self.first_local, float(local.min()))
-        self.last_local = max(self.last_local, float(local.max()))
-        self.first_unix = min(self.first_unix, float(unix.min()))
-        self.last_unix = max(self.last_unix, float(unix.max()))
-        day = (local // 86400).astype("int64")
-        hour = ((local % 86400) // 3600).astype("int64")
-        counted = {"hits": np.ones(len(frame), dtype="int64"), "bytes": size.to_numpy()}
-        by = pd.DataFrame(counted, index=frame.index)
-        self.status.add(by.groupby(frame["status"].to_numpy(), sort=False).sum())
-        self.days.add(by.groupby(day.to_numpy(), sort=False).sum())
-        self.hours.add(by.groupby(hour.to_numpy(), sort=False).sum())
-        not_found = (frame["status"] == 404).to_numpy()
-        self.requests.add(by.groupby([frame["request"], not_found], sort=False).sum())
-        self.hosts.add(by.groupby(frame["client"], sort=False).sum())
-        self.referers.add(by.groupby(frame["referer"], sort=False).sum())
-        self.agents.add(by.groupby(frame["agent"], sort=False).sum())
-        # GoAccess leaves 4xx responses out of unique visitors.
-        counted_visit = ~((frame["status"] >= 400) & (frame["status"] <= 499)).to_numpy()
-        self.visitors.add(
-            day[counted_visit], frame["client"][counted_visit], frame["agent"][counted_visit]
-        )
-
-    def report(self) -> Report:
-        return Report.build(self)
-
-
 def _top(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """The rows by hits, then bytes, then key: the same order whatever order the keys came in."""
     if not len(frame):
         return pd.DataFrame({"hits": [], "bytes": []}, dtype="int64")
-    ordered = frame.sort_values(["hits", "bytes"], ascending=False, kind="stable")
-    return ordered if limit is None else ordered.head(limit)
+    names = [f"_key{n}" for n in range(frame.index.nlevels)]
+    flat = frame.rename_axis(names).reset_index()
+    ascending = [False, False] + [True] * len(names)
+    ordered = flat.sort_values(["hits", "bytes", *names], ascending=ascending, kind="stable")
+    if limit is not None:
+        ordered = ordered.head(limit)
+    return ordered.set_index(names).rename_axis([None] * len(names))
+
+
+def _counts(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """A state table as hits and bytes indexed by `keys`."""
+    return table.set_index(keys)[["hits", "bytes"]]
 
 
 @dataclass
@@ -305,26 +195,37 @@ class Report:
     panels: dict[str, pd.DataFrame]
 
     @classmethod
-    def build(cls, stats: Statistics, limit: int = 50) -> Report:
-        requests = stats.requests.total()
-        keyed = _request_table(requests, stats.static_extensions)
-        visitors_per_day = stats.visitors.per_day()
-        days = stats.days.total().sort_index()
+    def build(
+        cls,
+        state: State,
+        limit: int = 50,
+        static_extensions: tuple[str, ...] = tuple(STATIC_EXTENSIONS),
+    ) -> Report:
+        """The report of a state: every panel from its tables, top N cut here."""
+        series = state.table("series")
+        valid, bandwidth = int(series["hits"].sum()), int(series["bytes"].sum())
+        by_day = series.assign(day=series["hour"] // 24)
+        days = by_day.groupby("day")[["hits", "bytes"]].sum()
+        visitors = state.visitors()
+        visitors_per_day = visitors.groupby("day").size()
         if len(days):
             days["visitors"] = visitors_per_day.reindex(days.index, fill_value=0)
-        hours = stats.hours.total().reindex(range(24), fill_value=0)
+        of_day = series.assign(hour=series["hour"] % 24).groupby("hour")[["hits", "bytes"]]
+        hours = of_day.sum().reindex(range(24), fill_value=0)
+        statuses = series.groupby("status")[["hits", "bytes"]].sum()
+        keyed = _request_table(state.table("requests"), static_extensions)
         # "-" (no referrer) is listed and counted, as GoAccess does; it is no site.
-        referers = stats.referers.total()
+        referers = _counts(state.table("referrers"), ["referrer"])
         sites = referers.drop(index="-", errors="ignore") if len(referers) else referers
-        agents = stats.agents.total()
+        agents = _counts(state.table("agents"), ["agent"])
         panels = {
             "visitors": days,
             "visit_time": hours,
-            "status_codes": stats.status.total().sort_index(),
+            "status_codes": statuses,
             "requests": _top(keyed[~keyed["static"] & ~keyed["not_found"]], limit),
             "static_requests": _top(keyed[keyed["static"] & ~keyed["not_found"]], limit),
             "not_found": _top(keyed[keyed["not_found"]], limit),
-            "hosts": _top(stats.hosts.total(), limit),
+            "hosts": _top(_counts(state.table("hosts"), ["host"]), limit),
             "referrers": _top(referers, limit),
             "referring_sites": _top(_regroup(sites, _site), limit),
             "browsers": _top(_regroup(agents, lambda a: classify(a, BROWSERS)), None),
@@ -332,24 +233,26 @@ class Report:
             "user_agents": _top(agents, limit),
         }
         static_hits = int(keyed.loc[keyed["static"] & ~keyed["not_found"], "hits"].sum())
+        failed = state.failed
+        counted = valid > 0
         general = {
-            "start_date": _day_text(stats.first_local),
-            "end_date": _day_text(stats.last_local),
-            "first_time_unix": None if stats.valid == 0 else int(stats.first_unix),
-            "last_time_unix": None if stats.valid == 0 else int(stats.last_unix),
-            "total_requests": stats.valid + stats.failed,
-            "valid_requests": stats.valid,
-            "failed_requests": stats.failed,
-            "excluded_hits": stats.excluded,
-            "unique_visitors": int(visitors_per_day.sum()),
+            "start_date": _day_text(state.first_local),
+            "end_date": _day_text(state.last_local),
+            "first_time_unix": int(state.first_unix) if counted else None,
+            "last_time_unix": int(state.last_unix) if counted else None,
+            "total_requests": valid + failed,
+            "valid_requests": valid,
+            "failed_requests": failed,
+            "excluded_hits": state.excluded,
+            "unique_visitors": len(visitors),
             "unique_files": int((~keyed["static"] & ~keyed["not_found"]).sum()),
             "unique_static_files": int((keyed["static"] & ~keyed["not_found"]).sum()),
             "unique_not_found": int(keyed["not_found"].sum()),
             "unique_referrers": len(referers),
             "static_requests": static_hits,
-            "dynamic_requests": stats.valid - static_hits,
-            "bandwidth": stats.bandwidth,
-            "log_path": list(stats.files),
+            "dynamic_requests": valid - static_hits,
+            "bandwidth": bandwidth,
+            "log_path": sorted(state.files),
         }
         return cls(general, panels)
 
@@ -362,7 +265,7 @@ def _request_table(requests: pd.DataFrame, extensions: tuple[str, ...]) -> pd.Da
             index=pd.MultiIndex.from_arrays([[], [], []], names=["method", "url", "protocol"]),
         )
         return empty.astype({"not_found": bool, "hits": "int64", "bytes": "int64", "static": bool})
-    raw = requests.index.get_level_values(0)
+    raw = requests["request"]
     split = {text: split_request(text) for text in pd.unique(raw)}
     parts = [split[text] for text in raw]
     table = pd.DataFrame(
@@ -370,7 +273,7 @@ def _request_table(requests: pd.DataFrame, extensions: tuple[str, ...]) -> pd.Da
             "method": [p[0] for p in parts],
             "url": [p[1] for p in parts],
             "protocol": [p[2] for p in parts],
-            "not_found": requests.index.get_level_values(1).to_numpy(dtype=bool),
+            "not_found": requests["not_found"].to_numpy(dtype=bool),
             "hits": requests["hits"].to_numpy(),
             "bytes": requests["bytes"].to_numpy(),
         }
@@ -404,21 +307,3 @@ def _day_text(local: float) -> str | None:
         return None
     day = pd.Timestamp(int(local), unit="s")
     return f"{day.day:02d}/{_MONTHS[day.month - 1]}/{day.year}"
-
-
-def collect(
-    paths: list[str],
-    log_format: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    static_extensions: tuple[str, ...] = tuple(STATIC_EXTENSIONS),
-) -> Statistics:
-    """The statistics of several logs (plain, ``.gz`` or ``-``), read chunk by chunk."""
-    from pentools.webstats.parse import parse_log
-
-    stats = Statistics(static_extensions=static_extensions, since=since, until=until)
-    for path in paths:
-        stats.files.append(path)
-        for chunk in parse_log(path, log_format):
-            stats.add(chunk)
-    return stats

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pentools.core.cli import log_format_option, run_command
 from pentools.core.errors import PentoolsError
+
+if TYPE_CHECKING:
+    from pentools.webstats.state import State
+
+log = logging.getLogger("pentools.webstats")
+
+#: Exit status of a report written from input that mostly did not parse.
+EXIT_UNPARSED = 3
 
 
 @dataclass(frozen=True)
@@ -27,21 +36,56 @@ class ReportConfig:
     static_extensions: tuple[str, ...]
     top: int
     title: str
+    state_path: str | None = None
+    min_parsed: float = 0.9
 
 
-def run_report(config: ReportConfig) -> None:
-    from pentools.webstats.aggregate import Report, collect
+def run_report(config: ReportConfig) -> list[str]:
+    """Count the logs (all, or what `config.state_path` has not counted), write the
+    pages; return a warning for each file of which too few new lines parsed."""
+    from pentools.webstats.aggregate import Report
     from pentools.webstats.output import write_atomically
     from pentools.webstats.render import render_html, render_json
+    from pentools.webstats.sources import count_files
+    from pentools.webstats.state import State, merge
 
-    stats = collect(
-        list(config.logs), config.log_format, config.since, config.until, config.static_extensions
-    )
-    report = Report.build(stats, limit=config.top)
+    reading = (config.log_format, config.since, config.until)
+    fresh = State.empty(*reading)
+    if config.state_path is None:
+        state = count_files(list(config.logs), fresh)
+    else:
+        try:
+            saved = State.load(config.state_path, *reading)
+        except FileNotFoundError:
+            saved = State.empty(*reading)
+        # The new lines are counted apart, then merged: the cursors move to them.
+        fresh.cursors, saved.cursors = saved.cursors, []
+        count_files(list(config.logs), fresh, resume=True)
+        state = merge(saved, fresh)
+        state.save(config.state_path)
+    report = Report.build(state, config.top, config.static_extensions)
     if config.json_path:
         write_atomically(config.json_path, render_json(report))
     if config.html_path:
         write_atomically(config.html_path, render_html(report, config.title))
+    return unparsed_warnings(fresh, config.min_parsed)
+
+
+def unparsed_warnings(state: State, min_parsed: float) -> list[str]:
+    """One line per file of which less than `min_parsed` of the lines parsed."""
+    from pentools.webstats.state import format_name
+
+    warnings = []
+    for path, counts in state.files.items():
+        parsed = counts.lines - counts.failed
+        if counts.lines and (parsed == 0 or parsed < min_parsed * counts.lines):
+            sample = "" if counts.bad is None else counts.bad[1][:160]
+            warnings.append(
+                f"{path}: {parsed} of {counts.lines} lines parsed as "
+                f"{format_name(state.log_format)} (wrong -f?); "
+                f"first bad line: {sample!r}"
+            )
+    return warnings
 
 
 def _moment(value: str | None, option: str, end: bool) -> float | None:
@@ -58,10 +102,10 @@ def _moment(value: str | None, option: str, end: bool) -> float | None:
     return (moment.replace(tzinfo=None) - datetime.datetime(1970, 1, 1)).total_seconds()
 
 
-def _guarded(action: Callable[[], Any]) -> None:
+def _guarded(action: Callable[[], Any]) -> Any:
     """Run `action`; a pentools error becomes one line on stderr and exit status 1."""
     try:
-        action()
+        return action()
     except PentoolsError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -73,6 +117,9 @@ def command() -> None:
 
 def main() -> None:
     """Entry point: usage errors are one line, like every pentools command."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("webstats: %(levelname)s: %(message)s"))
+    log.addHandler(handler)
     run_command(command, "webstats")
 
 
@@ -99,6 +146,19 @@ def main() -> None:
 )
 @click.option("--top", default=50, show_default=True, help="Rows in each top-N table.")
 @click.option("--title", default="Access log statistics", show_default=True, help="Page title.")
+@click.option(
+    "--state",
+    "state_path",
+    metavar="FILE",
+    help="Incremental run: count only what FILE has not counted yet, and save it there.",
+)
+@click.option(
+    "--min-parsed",
+    default=0.9,
+    show_default=True,
+    metavar="FRACTION",
+    help="Warn and exit 3 when less than this fraction of a file's lines parses.",
+)
 def report(
     logs: tuple[str, ...],
     html_path: str | None,
@@ -109,7 +169,9 @@ def report(
     static_ext: tuple[str, ...],
     top: int,
     title: str,
-) -> None:
+    state_path: str | None,
+    min_parsed: float,
+) -> int:
     """Statistics of access logs as one self-contained HTML page (and JSON).
 
     Reads every ACCESS_LOG in turn (plain, .gz, or - for stdin) in bulk, with
@@ -118,6 +180,12 @@ def report(
     (time zones are kept); status codes; top URLs, 404s, hosts, referrers,
     browsers and systems.  Every log value is escaped; the page loads nothing.
     Files are replaced atomically, so cron can write into a web root.
+
+    With --state, a cron job counts only new lines: files are known again by
+    inode and first bytes after rotation (renamed, .gz, copytruncate).  A file
+    of which too few lines parse (see --min-parsed) is named on stderr, with
+    the format tried and a bad line; the report is written and the exit
+    status is 3.
     """
     if not html_path and not json_path:
         html_path = "-"
@@ -128,6 +196,8 @@ def report(
     )
     if top < 1:
         raise click.BadParameter("must be at least 1", param_hint="--top")
+    if not 0 <= min_parsed <= 1:
+        raise click.BadParameter("must be from 0 to 1", param_hint="--min-parsed")
     config = ReportConfig(
         logs=logs,
         html_path=html_path,
@@ -138,8 +208,13 @@ def report(
         static_extensions=tuple(e.lower() for e in extensions),
         top=top,
         title=title,
+        state_path=state_path,
+        min_parsed=min_parsed,
     )
-    _guarded(lambda: run_report(config))
+    warnings = _guarded(lambda: run_report(config))
+    for warning in warnings:
+        log.warning(warning)
+    return EXIT_UNPARSED if warnings else 0
 
 
 @dataclass(frozen=True)

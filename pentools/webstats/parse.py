@@ -34,25 +34,52 @@ class ParsedChunk:
 
     `lines` counts the non-empty lines (empty lines are not requests, as in
     GoAccess); a line fails when it does not fit the format, its time is not a
-    valid ``%t`` or its status is not a number from 100 to 599.
+    valid ``%t`` or its status is not a number from 100 to 599.  `bad` is the
+    first failed line with its place in the file, (byte offset of the chunk,
+    index in the chunk): the smallest place over all chunks is the first bad
+    line of the file, whichever order the chunks are counted in.
     """
 
     lines: int
     failed: int
     frame: pd.DataFrame
+    bad: tuple[tuple[int, int], str] | None = None
 
 
-def read_line_chunks(path: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[pa.Array]:
-    """The lines of a log (``-`` is stdin, ``.gz`` decompressed) in pyarrow arrays."""
+@dataclass(frozen=True, slots=True)
+class LineBlock:
+    """Whole lines of a file: `start` and `end` are byte offsets of the content
+    (decompressed for ``.gz``); `complete` is False for a last line without its newline."""
+
+    start: int
+    end: int
+    lines: pa.Array
+    complete: bool
+
+
+def read_blocks(path: str, start: int = 0, chunk_chars: int = CHUNK_CHARS) -> Iterator[LineBlock]:
+    """The lines of a log from byte `start` on (``-`` is stdin, ``.gz`` decompressed)."""
     stream = open_binary(path)
     try:
+        if start:
+            stream.seek(start)  # a gzip stream decompresses up to it
+        position = start
         for block in blocks_of_lines(stream, chunk_chars):
-            yield _split_lines(block.decode("latin-1"))
+            end = position + len(block)
+            lines = _split_lines(block.decode("latin-1"))
+            yield LineBlock(position, end, lines, block.endswith(b"\n"))
+            position = end
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputFileError(path, str(exc)) from None
     finally:
         if path != "-":
             stream.close()
+
+
+def read_line_chunks(path: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[pa.Array]:
+    """The lines of a log (``-`` is stdin, ``.gz`` decompressed) in pyarrow arrays."""
+    for block in read_blocks(path, 0, chunk_chars):
+        yield block.lines
 
 
 def _split_lines(text: str) -> pa.Array:
@@ -72,7 +99,8 @@ class ChunkParser:
     def __init__(self, log_format: str | None = None) -> None:
         self.regex = field_regex(log_format)
 
-    def parse(self, lines: pa.Array) -> ParsedChunk:
+    def parse(self, lines: pa.Array, start: int = 0) -> ParsedChunk:
+        """The chunk of `lines` that begins at byte `start` of its file."""
         lines = pc.filter(lines, pc.not_equal(pc.utf8_length(lines), 0))
         series = pd.Series(pd.arrays.ArrowExtensionArray(lines))
         fields = series.str.extract(self.regex, expand=True)
@@ -105,13 +133,9 @@ class ChunkParser:
                 "unix": times["unix"],
             }
         )[valid]
-        return ParsedChunk(lines=len(series), failed=int(len(series) - valid.sum()), frame=frame)
-
-
-def parse_log(
-    path: str, log_format: str | None = None, chunk_chars: int = CHUNK_CHARS
-) -> Iterator[ParsedChunk]:
-    """Every chunk of one log, parsed."""
-    parser = ChunkParser(log_format)
-    for lines in read_line_chunks(path, chunk_chars):
-        yield parser.parse(lines)
+        failed = int(len(series) - valid.sum())
+        bad = None
+        if failed:
+            index = int(np.argmin(valid))
+            bad = ((start, index), str(lines[index].as_py()))
+        return ParsedChunk(lines=len(series), failed=failed, frame=frame, bad=bad)

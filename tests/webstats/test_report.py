@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pentools.core.accesslog import LogFormat, parse_clf_time, parse_clf_times
-from pentools.webstats.aggregate import collect, split_request
+from pentools.webstats.aggregate import Report, split_request
 from pentools.webstats.parse import ChunkParser, read_line_chunks
 from pentools.webstats.render import render_html
+from pentools.webstats.sources import count_files
+from pentools.webstats.state import State
 from tests.conftest import run_tool
 from tests.webstats.hostile import hostile_log, quoted
 
@@ -48,7 +50,7 @@ class _Collector(HTMLParser):
 def test_hostile_log_renders_as_text(tmp_path: Path) -> None:
     log = tmp_path / "hostile.log"
     log.write_text(hostile_log(PAYLOADS), encoding="latin-1")
-    page = render_html(collect([str(log)]).report(), title="<b>title</b>")
+    page = render_html(Report.build(count_files([str(log)], State.empty())), title="<b>title</b>")
     collector = _Collector()
     collector.feed(page)
     assert collector.tags <= {
@@ -137,13 +139,20 @@ def test_any_logformat_and_common_lines(tmp_path: Path) -> None:
         'www.example.org 192.0.2.5 - - [01/Mar/2026:10:00:00 +0000] "GET /v HTTP/1.1" 200 42\n'
         "garbage\n"
     )
-    stats = collect([str(log)], "vhost_common")
-    assert (stats.valid, stats.failed, stats.bandwidth) == (1, 1, 42)
+    general = Report.build(count_files([str(log)], State.empty("vhost_common"))).general
+    assert (general["valid_requests"], general["failed_requests"], general["bandwidth"]) == (
+        1,
+        1,
+        42,
+    )
     common = tmp_path / "common.log"
     common.write_text('192.0.2.5 - - [01/Mar/2026:10:00:00 +0000] "GET /c HTTP/1.1" 304 -\n')
-    stats = collect([str(common)])
-    report = stats.report()
-    assert (stats.valid, stats.bandwidth, report.general["unique_visitors"]) == (1, 0, 1)
+    general = Report.build(count_files([str(common)], State.empty())).general
+    assert (general["valid_requests"], general["bandwidth"], general["unique_visitors"]) == (
+        1,
+        0,
+        1,
+    )
 
 
 def test_chunks_split_only_at_newlines(tmp_path: Path) -> None:
