@@ -93,6 +93,12 @@ def _split_lines(text: str) -> pa.Array:
     return pc.utf8_rtrim(lines, "\r\n")
 
 
+def split_lines(block: bytes) -> pa.Array:
+    """The lines of a block of whole lines read elsewhere (a partition of a log on a
+    cluster), split exactly as the lines of a file read here."""
+    return _split_lines(block.decode("latin-1"))
+
+
 class ChunkParser:
     """Turns arrays of lines into `ParsedChunk` frames for one LogFormat."""
 
