@@ -1,11 +1,14 @@
 """webstats report against GoAccess on the same combined log, in the same run.
 
     python -m benchmarks.bench_webstats [--lines 1000000] [--runs 3]
+    python -m benchmarks.bench_webstats --scheduler local:2 --lines 5000000 --files 10
 
 Generates (once) a log with `benchmarks.weblog`, then runs GoAccess
 (``--no-global-config --log-format=COMBINED``, JSON output) and ``webstats
 report`` (HTML and JSON) alternately, each under ``/usr/bin/time -v``, and
 prints the medians of wall time, CPU time and peak memory, and our ratios.
+With ``--scheduler``, it compares one process with a Dask cluster instead
+(`benchmarks.webstats_cluster`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scheduler", help="compare one process with this Dask cluster")
+    parser.add_argument("--files", type=int, default=10, help="with --scheduler: log files")
     args = parser.parse_args(argv)
+    if args.scheduler:
+        from benchmarks.webstats_cluster import bench_cluster
+
+        OUT.mkdir(parents=True, exist_ok=True)
+        return bench_cluster(
+            args.scheduler, args.lines, args.clients, args.seed, args.files, args.runs, OUT
+        )
     log = workload(args.lines, args.clients, args.seed)
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
