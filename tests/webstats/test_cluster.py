@@ -46,20 +46,25 @@ class Cluster:
     logs: Path
 
 
-@pytest.fixture
-def cluster(processes: Processes, tmp_path: Path) -> Cluster:
-    """A ``dask scheduler`` and two ``dask worker`` processes (no nanny: a SIGKILL is a death)."""
+def start_scheduler(processes: Processes, logs: Path) -> str:
+    """A ``dask scheduler`` on a free loopback port, its log in `logs`: its address."""
     require_module("distributed")
-    logs = tmp_path / "cluster-logs"
-    logs.mkdir()
     port = free_port()
-    scheduler = f"tcp://127.0.0.1:{port}"
     with open(logs / "scheduler", "wb") as log:
         processes.start(
             [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
              "--port", str(port), "--no-dashboard"],
             env=tool_env(), stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
+    return f"tcp://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def cluster(processes: Processes, tmp_path: Path) -> Cluster:
+    """A ``dask scheduler`` and two ``dask worker`` processes (no nanny: a SIGKILL is a death)."""
+    logs = tmp_path / "cluster-logs"
+    logs.mkdir()
+    scheduler = start_scheduler(processes, logs)
     workers = {}
     for index in range(2):
         worker_port = free_port()
@@ -197,6 +202,27 @@ def test_an_unreachable_scheduler_is_one_line_within_the_time_out(tmp_path: Path
             assert result.stderr.startswith(f"webstats: Dask scheduler {address}: ".encode())
             assert took < 3 + 30  # the time-out plus starting Python on a loaded machine
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.realpart
+def test_a_cluster_without_workers_is_one_line_within_the_time_out(
+    processes: Processes, tmp_path: Path
+) -> None:
+    scheduler = start_scheduler(processes, tmp_path)
+    log = tmp_path / "a.log"
+    log.write_text('192.0.2.1 - - [01/Mar/2026:10:00:00 +0100] "GET / HTTP/1.1" 200 1 "-" "u"\n')
+    deadline = time.monotonic() + START_DEADLINE
+    while "Scheduler at" not in (tmp_path / "scheduler").read_text():
+        assert time.monotonic() < deadline, "the scheduler did not start"
+        time.sleep(0.1)
+    result = run_tool(
+        "webstats", "report", str(log), "--json", str(tmp_path / "r.json"),
+        "--scheduler", scheduler, "--scheduler-timeout", "2",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"webstats: Dask scheduler {scheduler}: no worker joined within 2 s\n"
+    )
 
 
 def test_without_dask_the_message_names_the_extra(tmp_path: Path) -> None:
