@@ -7,8 +7,10 @@ stopped by PID.  The workers import pentools from this checkout.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -135,6 +137,30 @@ def test_local_cluster_report_is_the_single_process_report(
     alone = report_json(farm_logs, tmp_path / "alone.json")
     options = ("--scheduler", f"local:{workers}", "--partition-size", "50000")
     assert report_json(farm_logs, tmp_path / "local.json", *options) == alone
+
+
+@pytest.mark.realpart
+def test_progress_is_drawn_on_a_terminal_and_only_there(
+    farm_logs: list[Path], tmp_path: Path
+) -> None:
+    require_module("distributed")
+    leader, follower = pty.openpty()
+    options = ("--scheduler", "local:1", "--partition-size", "100000")
+    with open(tmp_path / "page.html", "wb") as page:  # stdout: the page, never the bar
+        run = subprocess.Popen(
+            tool_argv("webstats", "report", *map(str, farm_logs), *options),
+            env=tool_env(), stdin=subprocess.DEVNULL, stdout=page, stderr=follower,
+        )  # fmt: skip
+    os.close(follower)
+    screen = b""
+    with contextlib.suppress(OSError):  # EIO once the command has closed the terminal
+        while chunk := os.read(leader, 65536):
+            screen += chunk
+    os.close(leader)
+    assert run.wait(timeout=300) == 0, screen
+    assert b"| 100% Completed |" in screen
+    page_text = (tmp_path / "page.html").read_bytes()
+    assert page_text.startswith(b"<!DOCTYPE html>") and b"Completed" not in page_text
 
 
 @pytest.fixture(scope="module")
