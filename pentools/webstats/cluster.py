@@ -88,7 +88,8 @@ def count_on_cluster(paths: Sequence[str], reading: State, config: ClusterConfig
         except PentoolsError:
             raise
         except Exception as exc:  # a worker's error, or KilledWorker after repeated deaths
-            raise ClusterError(config.scheduler, f"{type(exc).__name__}: {exc}") from None
+            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            raise ClusterError(config.scheduler, reason) from None
     return state
 
 
@@ -118,7 +119,7 @@ def _client(config: ClusterConfig) -> Iterator[Any]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,  # a failed task is reported once, by us
             )
             stack.enter_context(cluster)
             client = stack.enter_context(Client(cluster))

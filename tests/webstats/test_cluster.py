@@ -163,6 +163,17 @@ def test_progress_is_drawn_on_a_terminal_and_only_there(
     assert page_text.startswith(b"<!DOCTYPE html>") and b"Completed" not in page_text
 
 
+@pytest.mark.realpart
+def test_a_worker_error_reaches_the_command_as_one_line(tmp_path: Path) -> None:
+    require_module("distributed")
+    broken = tmp_path / "access.log.1.gz"  # planned on the driver, unreadable on the worker
+    broken.write_bytes(gzip.compress(b"a line\n" * 10_000)[:-30])
+    result = run_tool("webstats", "report", str(broken), "--scheduler", "local:1")
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith(f"webstats: cannot read {broken}: ")
+    assert result.stderr.count(b"\n") == 1, result.stderr
+
+
 @pytest.fixture(scope="module")
 def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A log long enough that its many partitions keep both workers busy for seconds."""
