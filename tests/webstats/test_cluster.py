@@ -114,6 +114,7 @@ def farm_logs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def report_json(logs: list[Path], out: Path, *options: str) -> bytes:
     result = run_tool("webstats", "report", *map(str, logs), "--json", str(out), *options)
     assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""  # no noise from Dask when stderr is no terminal
     return out.read_bytes()
 
 
