@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
 import statistics
 import subprocess
 import sys
@@ -87,27 +88,32 @@ def _role(pid: int, root: int) -> str:
     return "worker" if b"spawn_main" in command else "other"
 
 
-def measure_tree(argv: list[str], env: dict[str, str]) -> tuple[float, dict[str, list[float]]]:
-    """Wall seconds of one run, and the peak MB of each process of its tree by role."""
+def measure_tree(
+    argv: list[str], env: dict[str, str]
+) -> tuple[float, float, dict[str, list[float]]]:
+    """Wall and CPU seconds of one run (CPU of the processes it waited for: the
+    LocalCluster's workers too), and the peak MB of each process of its tree by role."""
     peaks: dict[int, tuple[str, float]] = {}
     with tempfile.TemporaryFile() as errors:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
         while process.poll() is None:
             for pid in _tree(process.pid):
                 peak = _peak_mb(pid)
-                if peak is not None:
-                    role = peaks[pid][0] if pid in peaks else _role(pid, process.pid)
-                    peaks[pid] = (role, peak)
+                if peak is not None:  # the role again: a child starts as a fork of its parent
+                    peaks[pid] = (_role(pid, process.pid), peak)
             time.sleep(SAMPLE_EVERY)
         wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime"))
         if process.returncode != 0:
             errors.seek(0)
             sys.exit(f"bench_webstats: {argv} failed: {errors.read().decode()[-2000:]}")
     by_role: dict[str, list[float]] = {}
     for role, peak in peaks.values():
         by_role.setdefault(role, []).append(peak)
-    return wall, by_role
+    return wall, cpu, by_role
 
 
 def merge_cost(path: Path) -> tuple[float, int]:
@@ -138,12 +144,14 @@ def bench_cluster(
         scheduler: [*report, "--json", str(out / "cluster.json"), "--scheduler", scheduler],
     }
     walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     memory: dict[str, dict[str, list[float]]] = {name: {} for name in commands}
     counts: dict[str, int] = {}
     for _ in range(runs):
         for name, argv in commands.items():  # alternately, so both see the same noise
-            wall, peaks = measure_tree(argv, env)
+            wall, cpu, peaks = measure_tree(argv, env)
             walls[name].append(wall)
+            cpus[name].append(cpu)
             for role, values in peaks.items():  # the largest process of each role
                 memory[name].setdefault(role, []).append(max(values))
                 counts[role] = len(values)
@@ -157,13 +165,16 @@ def bench_cluster(
     size = sum(path.stat().st_size for path in paths)
     print(f"{lines} lines, {size / 1e6:.0f} MB in {files} files; medians of {runs} runs")
     for name in commands:
-        wall = statistics.median(walls[name])
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
         shown = "  ".join(
             f"{role} {statistics.median(values):.0f} MB"
             + (f" (largest of {counts[role]})" if counts[role] > 1 else "")
             for role, values in memory[name].items()
         )
-        print(f"  {name:12} wall {wall:6.2f} s ({lines / wall / 1e3:.0f}k lines/s)  peak: {shown}")
+        print(
+            f"  {name:12} wall {wall:6.2f} s ({lines / wall / 1e3:.0f}k lines/s)  "
+            f"cpu {cpu:6.2f} s ({lines / cpu / 1e3:.0f}k lines per CPU second)  peak: {shown}"
+        )
     alone, cluster = (statistics.median(walls[name]) for name in commands)
     print(f"  cluster/one process wall x{cluster / alone:.2f}; identical JSON")
     print(f"  {scheduler} start and stop alone (one-line log): {overhead:.2f} s")
