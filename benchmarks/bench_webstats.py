@@ -7,6 +7,9 @@ Generates (once) a log with `benchmarks.weblog`, then runs GoAccess
 (``--no-global-config --log-format=COMBINED``, JSON output) and ``webstats
 report`` (HTML and JSON) alternately, each under ``/usr/bin/time -v``, and
 prints the medians of wall time, CPU time and peak memory, and our ratios.
+
+Then the cron case: a ``--state`` built over the whole log, 10,000 new lines
+appended (``--new-lines``), and the incremental run that counts them timed.
 With ``--scheduler``, it compares one process with a Dask cluster instead
 (`benchmarks.webstats_cluster`).
 """
@@ -16,12 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.weblog import workload
+from benchmarks.weblog import generate_lines, workload
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--new-lines", type=int, default=10_000, help="0: no incremental case")
     parser.add_argument("--scheduler", help="compare one process with this Dask cluster")
     parser.add_argument("--files", type=int, default=10, help="with --scheduler: log files")
     args = parser.parse_args(argv)
@@ -92,7 +97,36 @@ def main(argv: list[str] | None = None) -> int:
         "  webstats/goaccess: "
         + "  ".join(f"{k} x{ours[k] / theirs[k]:.2f}" for k in ("wall", "cpu", "rss"))
     )
+    if args.new_lines:
+        incremental(log, args.new_lines, args.runs, env)
     return 0
+
+
+def incremental(log: Path, new_lines: int, runs: int, env: dict[str, str]) -> None:
+    """Time ``report --state`` over `new_lines` appended to a log whose state is saved."""
+    work = OUT / "incremental"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    live, state, saved = work / "access.log", work / "state", work / "state.saved"
+    shutil.copyfile(log, live)
+    command = [
+        sys.executable, "-m", "pentools.webstats", "report", str(live), "--state", str(state),
+        "-o", str(work / "report.html"), "--json", str(work / "report.json"),
+    ]  # fmt: skip
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    shutil.copyfile(state, saved)
+    with open(live, "a", encoding="latin-1", newline="") as out:
+        out.writelines(generate_lines(new_lines, 5_000, seed=99, days=1))
+    results = []
+    for _ in range(runs):
+        shutil.copyfile(saved, state)  # the same new lines each time
+        results.append(measure(command, env))
+    wall = statistics.median(r["wall"] for r in results)
+    rss = statistics.median(r["rss"] for r in results)
+    print(
+        f"  incremental: {new_lines} new lines on a state of {log.name} "
+        f"({state.stat().st_size / 1e6:.1f} MB): wall {wall:.2f} s  peak {rss:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""Statistics of access-log chunks, merged into one model.
+"""The report drawn from a `State`: the general numbers and one table per panel.
 
-Each parsed chunk is reduced to small partial tables (counts by key); the
-partials of all chunks are summed, and compacted as they grow, so memory
-depends on the number of distinct keys, not on the size of the log.  The
-rules are GoAccess's, so that the headline numbers can be compared:
+The state (`pentools.webstats.state`) holds exact counts per key; here they
+are regrouped into GoAccess's panels and cut to the top N, ties broken by
+key so that any merge order gives the same page.  The rules are GoAccess's,
+so that the headline numbers can be compared:
 
 * a request is (method, URL as decoded, protocol); an unknown method gives
   ``---`` and the whole request as URL, a bad protocol gives ``---``/``-``;
@@ -265,14 +265,14 @@ def _request_table(requests: pd.DataFrame, extensions: tuple[str, ...]) -> pd.Da
             index=pd.MultiIndex.from_arrays([[], [], []], names=["method", "url", "protocol"]),
         )
         return empty.astype({"not_found": bool, "hits": "int64", "bytes": "int64", "static": bool})
-    raw = requests["request"]
-    split = {text: split_request(text) for text in pd.unique(raw)}
-    parts = [split[text] for text in raw]
+    # Each distinct line is split once, in Python; rows take theirs by code.
+    codes, uniques = pd.factorize(requests["request"])
+    split = np.array([split_request(text) for text in uniques.tolist()], dtype=object)
     table = pd.DataFrame(
         {
-            "method": [p[0] for p in parts],
-            "url": [p[1] for p in parts],
-            "protocol": [p[2] for p in parts],
+            "method": split[codes, 0],
+            "url": split[codes, 1],
+            "protocol": split[codes, 2],
             "not_found": requests["not_found"].to_numpy(dtype=bool),
             "hits": requests["hits"].to_numpy(),
             "bytes": requests["bytes"].to_numpy(),
@@ -280,9 +280,9 @@ def _request_table(requests: pd.DataFrame, extensions: tuple[str, ...]) -> pd.Da
     )
     table = table.groupby(["method", "url", "protocol", "not_found"], sort=False).sum()
     table = table.reset_index().set_index(["method", "url", "protocol"])
-    urls = table.index.get_level_values("url")
-    static = {url: is_static(url, extensions) for url in pd.unique(urls)}
-    table["static"] = [static[url] for url in urls]
+    codes, urls = pd.factorize(table.index.get_level_values("url"))
+    static = np.array([is_static(url, extensions) for url in urls.tolist()], dtype=bool)
+    table["static"] = static[codes]
     return table
 
 

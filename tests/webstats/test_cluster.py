@@ -49,16 +49,28 @@ class Cluster:
 
 
 def start_scheduler(processes: Processes, logs: Path) -> str:
-    """A ``dask scheduler`` on a free loopback port, its log in `logs`: its address."""
+    """A ``dask scheduler`` on a port of its choosing on 127.0.0.1 (no race for a free
+    port), its log in `logs`: its address, once it listens."""
     require_module("distributed")
-    port = free_port()
     with open(logs / "scheduler", "wb") as log:
-        processes.start(
-            [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
-             "--port", str(port), "--no-dashboard"],
+        scheduler = processes.start(
+            [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard"],
             env=tool_env(), stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
-    return f"tcp://127.0.0.1:{port}"
+    return announced(logs / "scheduler", scheduler, "Scheduler at:")
+
+
+def announced(log: Path, process: subprocess.Popen[bytes], label: str) -> str:
+    """The address that a Dask process logs after `label`, waiting for it to be logged."""
+    deadline = time.monotonic() + START_DEADLINE
+    while True:
+        for line in log.read_text(errors="replace").splitlines():
+            if label in line:
+                return line.split(label, 1)[1].strip()
+        assert process.poll() is None, f"{log.name} died at start: {log.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, f"{log.name} never logged {label!r}"
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -67,21 +79,20 @@ def cluster(processes: Processes, tmp_path: Path) -> Cluster:
     logs = tmp_path / "cluster-logs"
     logs.mkdir()
     scheduler = start_scheduler(processes, logs)
-    workers = {}
+    started = []
     for index in range(2):
-        worker_port = free_port()
+        argv = [sys.executable, "-m", "dask", "worker", scheduler, "--host", "127.0.0.1",
+                "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                "--name", f"worker-{index}", "--death-timeout", "60"]  # fmt: skip
         with open(logs / f"worker-{index}", "wb") as log:
-            workers[f"tcp://127.0.0.1:{worker_port}"] = processes.start(
-                [sys.executable, "-m", "dask", "worker", scheduler, "--host", "127.0.0.1",
-                 "--worker-port", str(worker_port), "--nthreads", "1", "--no-nanny",
-                 "--no-dashboard", "--name", f"worker-{index}", "--death-timeout", "60"],
-                env=tool_env(), stdout=subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
-    deadline = time.monotonic() + START_DEADLINE
-    while not all("Registered to" in (logs / f"worker-{i}").read_text() for i in range(2)):
-        assert time.monotonic() < deadline, "the workers did not join the scheduler"
-        assert all(w.poll() is None for w in workers.values()), "a worker died at start"
-        time.sleep(0.1)
+            started.append(
+                processes.start(argv, env=tool_env(), stdout=subprocess.DEVNULL, stderr=log)
+            )
+    workers = {}
+    for index, worker in enumerate(started):
+        worker_log = logs / f"worker-{index}"
+        workers[announced(worker_log, worker, "Start worker at:")] = worker
+        announced(worker_log, worker, "Registered to:")
     return Cluster(scheduler, workers, logs)
 
 
@@ -249,10 +260,6 @@ def test_a_cluster_without_workers_is_one_line_within_the_time_out(
     scheduler = start_scheduler(processes, tmp_path)
     log = tmp_path / "a.log"
     log.write_text('192.0.2.1 - - [01/Mar/2026:10:00:00 +0100] "GET / HTTP/1.1" 200 1 "-" "u"\n')
-    deadline = time.monotonic() + START_DEADLINE
-    while "Scheduler at" not in (tmp_path / "scheduler").read_text():
-        assert time.monotonic() < deadline, "the scheduler did not start"
-        time.sleep(0.1)
     result = run_tool(
         "webstats", "report", str(log), "--json", str(tmp_path / "r.json"),
         "--scheduler", scheduler, "--scheduler-timeout", "2",
