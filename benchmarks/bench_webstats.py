@@ -1,6 +1,7 @@
 """webstats report against GoAccess on the same combined log, in the same run.
 
     python -m benchmarks.bench_webstats [--lines 1000000] [--runs 3]
+    python -m benchmarks.bench_webstats --scheduler local:2 --lines 5000000 --files 10
 
 Generates (once) a log with `benchmarks.weblog`, then runs GoAccess
 (``--no-global-config --log-format=COMBINED``, JSON output) and ``webstats
@@ -16,6 +17,9 @@ The live case: ``webstats live`` follows a file that lines of the same log
 are appended to at --rate lines/s; it prints how far behind the served
 counts were (the largest lag while writing, the time to catch up after the
 last line) and the server's peak memory.
+
+With ``--scheduler``, it compares one process with a Dask cluster instead
+(`benchmarks.webstats_cluster`).
 """
 
 from __future__ import annotations
@@ -68,9 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=50_000, help="Live: lines appended a second.")
     parser.add_argument("--seconds", type=float, default=20, help="Live: seconds of appending.")
     parser.add_argument("--new-lines", type=int, default=10_000, help="0: no incremental case")
+    parser.add_argument("--scheduler", help="compare one process with this Dask cluster")
+    parser.add_argument("--files", type=int, default=10, help="with --scheduler: log files")
     args = parser.parse_args(argv)
     if args.live:
         return live_case(args)
+    if args.scheduler:
+        from benchmarks.webstats_cluster import bench_cluster
+
+        OUT.mkdir(parents=True, exist_ok=True)
+        return bench_cluster(
+            args.scheduler, args.lines, args.clients, args.seed, args.files, args.runs, OUT
+        )
     log = workload(args.lines, args.clients, args.seed)
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

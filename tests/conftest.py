@@ -10,6 +10,7 @@ No process the tests start may leave a core file behind (`pytest_configure`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import resource
 import shutil
@@ -164,6 +165,14 @@ def not_a_reference_tool(path: Path) -> str | None:
     if magic != b"\x7fELF":
         return "it is not an ELF binary (our tools are Python scripts)"
     return None
+
+
+def require_module(name: str) -> None:
+    """Import an optional Python package (an extra); skip without it, but fail under CI=true."""
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        _missing(f"{name} is not installed (the test extra installs it)")
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:

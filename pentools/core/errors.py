@@ -8,6 +8,21 @@ one-line messages and exit codes.
 class PentoolsError(Exception):
     """Base class of every error pentools reports to a user."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take other arguments than their message: rebuild them from the
+        # message and attributes, so that an error raised on a Dask worker reaches
+        # the client as itself (pickle would call __init__ with the message alone).
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+def _rebuild(
+    cls: type[PentoolsError], message: str, attributes: dict[str, object]
+) -> PentoolsError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(attributes)
+    return error
+
 
 class AddressError(PentoolsError, ValueError):
     """A host, address or host:port that cannot be used."""
@@ -98,3 +113,21 @@ class UnparsedInputError(PentoolsError, ValueError):
         self.lines = lines
         self.parsed = parsed
         self.sample = sample
+
+
+class MissingExtraError(PentoolsError, ImportError):
+    """An optional part of pentools that is not installed."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs the {extra!r} extra: pip install 'pentools[{extra}]'")
+        self.feature = feature
+        self.extra = extra
+
+
+class ClusterError(PentoolsError, ConnectionError):
+    """A Dask scheduler or cluster that cannot be reached or started."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"Dask scheduler {address}: {reason}")
+        self.address = address
+        self.reason = reason

@@ -16,6 +16,7 @@ from pentools.core.cli import log_format_option, run_command, version_option
 from pentools.core.errors import PentoolsError
 
 if TYPE_CHECKING:
+    from pentools.webstats.cluster import ClusterConfig
     from pentools.webstats.state import State
 
 log = logging.getLogger("pentools.webstats")
@@ -39,6 +40,7 @@ class ReportConfig:
     title: str
     state_path: str | None = None
     min_parsed: float = 0.9
+    cluster: ClusterConfig | None = None
 
 
 def run_report(config: ReportConfig) -> list[str]:
@@ -57,7 +59,11 @@ def run_report(config: ReportConfig) -> list[str]:
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     reading = (config.log_format, config.since, config.until)
     fresh = State.empty(*reading)
-    if config.state_path is None:
+    if config.cluster is not None:
+        from pentools.webstats.cluster import count_on_cluster
+
+        state = fresh = count_on_cluster(config.logs, fresh, config.cluster)
+    elif config.state_path is None:
         state = count_files(list(config.logs), fresh)
     else:
         try:
@@ -160,6 +166,26 @@ def main() -> None:
     help="Incremental run: count only what FILE has not counted yet, and save it there.",
 )
 @click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Count on a Dask cluster: its scheduler (tcp://HOST:8786), or local[:N] for "
+    "N worker processes here.  Needs pip install 'pentools[dask]'.",
+)
+@click.option(
+    "--partition-size",
+    default=64 * 1024 * 1024,
+    show_default=True,
+    metavar="BYTES",
+    help="With --scheduler: bytes of plain log per task (a .gz file is one task).",
+)
+@click.option(
+    "--scheduler-timeout",
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --scheduler: how long to wait for the scheduler and a first worker.",
+)
+@click.option(
     "--min-parsed",
     default=0.9,
     show_default=True,
@@ -177,6 +203,9 @@ def report(
     top: int,
     title: str,
     state_path: str | None,
+    scheduler: str | None,
+    partition_size: int,
+    scheduler_timeout: float,
     min_parsed: float,
 ) -> int:
     """Statistics of access logs as one self-contained HTML page (and JSON).
@@ -193,6 +222,10 @@ def report(
     of which too few lines parse (see --min-parsed) is named on stderr, with
     the format tried and a bad line; the report is written and the exit
     status is 3.
+
+    With --scheduler, the logs are cut into partitions that the workers of a
+    Dask cluster parse and count; the report is the same as without.  The
+    workers read the files at the same paths (or fsspec URLs).
     """
     if not html_path and not json_path:
         html_path = "-"
@@ -205,6 +238,18 @@ def report(
         raise click.BadParameter("must be at least 1", param_hint="--top")
     if not 0 <= min_parsed <= 1:
         raise click.BadParameter("must be from 0 to 1", param_hint="--min-parsed")
+    cluster = None
+    if scheduler is not None:
+        if state_path is not None:
+            raise click.UsageError("--state and --scheduler cannot be combined")
+        from pentools.webstats.cluster import ClusterConfig
+
+        try:
+            cluster = ClusterConfig(
+                scheduler, partition_size, scheduler_timeout, progress=sys.stderr.isatty()
+            )
+        except PentoolsError as exc:
+            raise click.UsageError(str(exc)) from None
     config = ReportConfig(
         logs=logs,
         html_path=html_path,
@@ -217,6 +262,7 @@ def report(
         title=title,
         state_path=state_path,
         min_parsed=min_parsed,
+        cluster=cluster,
     )
     warnings = _guarded(lambda: run_report(config))
     for warning in warnings:

@@ -92,6 +92,12 @@ def _split_lines(block: bytes) -> pa.Array:
     return pc.utf8_rtrim(lines, "\r\n")
 
 
+def split_lines(block: bytes) -> pa.Array:
+    """The lines of a block of whole lines read elsewhere (a partition of a log on a
+    cluster), split exactly as the lines of a file read here."""
+    return _split_lines(block)
+
+
 #: A number as logged in ``%>s`` or ``%b``; anything else is no number.
 _INTEGER = r"^[+-]?[0-9]{1,18}$"
 
