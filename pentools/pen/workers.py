@@ -56,7 +56,7 @@ from pentools.pen.link import Decoder, Message, link_pair, merge, send
 from pentools.pen.metrics import PenCollector
 from pentools.pen.selection import Selector
 from pentools.pen.state import Counters, State
-from pentools.pen.steering import steer_by_client
+from pentools.pen.steering import needs_steering, spread_connections, steer_by_client
 from pentools.pen.tlscontext import server_context
 
 log = logging.getLogger("pentools.pen")
@@ -138,6 +138,8 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.supervising = False
+        #: Whether the group's program steers by client address (else the kernel spreads).
+        self.by_client = True
         self.stop_deadline = 0.0
         self.own = Counters()  # the supervisor's counts: restarts, denied control connections
         self.lock = threading.Lock()
@@ -219,7 +221,7 @@ class Supervisor:
                 )
                 group.append(sock)
                 spec = dataclasses.replace(spec, port=sock.getsockname()[1])  # port 0: the same
-            steer_by_client(group[0], config.workers)
+            steer_by_client(group[0], config.workers)  # until -F and -o are read
         except PentoolsError:
             for sock in group:
                 sock.close()
@@ -232,6 +234,23 @@ class Supervisor:
             lines = server.read_commands(self.config.cfgfile)
             self.controller.run_lines(lines, self.config.cfgfile)
         self.controller.run_lines(list(self.config.commands), "-o")
+        self._steer()
+
+    def _steer(self) -> None:
+        """Steer clients to workers while a choice depends on the client, else spread them."""
+        if self.stopping:
+            return
+        state = self.state
+        policy = state.selector.policy
+        by_client = needs_steering(
+            roundrobin=policy.roundrobin,
+            hash_=policy.hash,
+            conn_max_per_client=state.settings.conn_max_per_client,
+        )
+        if by_client != self.by_client:
+            attach = steer_by_client if by_client else spread_connections
+            attach(self.workers[0].listener, self.config.workers)
+            self.by_client = by_client
 
     def _start_workers(self) -> None:
         """Fork every worker and wait until each listens (StartupError if one cannot)."""
@@ -380,6 +399,7 @@ class Supervisor:
                 self.controller.run_lines(
                     server.read_commands(self.config.cfgfile), self.config.cfgfile
                 )
+                self._steer()
             except PentoolsError as exc:
                 log.error("HUP: %s", exc)
 
@@ -573,6 +593,10 @@ class Supervisor:
                 self.controller.execute(line)  # the whole pen's settings, for write and status
             except PentoolsError as exc:
                 log.error("supervisor: %s: %s", line, exc)
+        try:
+            self._steer()
+        except PentoolsError as exc:
+            log.error("%s", exc)
         return str(replies[0].get("reply", ""))
 
 
