@@ -426,6 +426,7 @@ class Supervisor:
             if worker is None:
                 continue
             worker.pid = 0
+            self._read_rest(worker)  # its last word, an error at start-up, may wait there
             self._drop_link(worker)
             if self.stopping or not self.supervising:
                 continue  # during start-up a dead worker fails the start
@@ -475,6 +476,18 @@ class Supervisor:
             return
         for message in worker.decoder.feed(data):
             self._dispatch(worker, message)
+
+    def _read_rest(self, worker: Worker) -> None:
+        """What an ended worker sent before it ended, not read yet."""
+        while worker.link is not None:
+            try:
+                data = worker.link.recv(65536, socket.MSG_DONTWAIT)
+            except OSError:
+                return
+            if not data:
+                return
+            for message in worker.decoder.feed(data):
+                self._dispatch(worker, message)
 
     def _dispatch(self, worker: Worker, message: Message) -> None:
         op = message.get("op")
