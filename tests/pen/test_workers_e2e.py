@@ -246,6 +246,7 @@ def test_a_killed_worker_is_started_again_and_counted(
     processes: Processes, backends: list[str]
 ) -> None:
     pen = start_workers(processes, backends)
+    assert pen.ctl("http") == ""  # given before the restart: the new worker has it too
     victim = pen.workers()[1][0]
     os.kill(victim, signal.SIGKILL)
     wait_until(
@@ -253,8 +254,26 @@ def test_a_killed_worker_is_started_again_and_counted(
         "worker 1 started again",
     )
     assert pen.metrics()["pen_worker_restarts_total"] == 1
-    assert pen.get(client_of_worker(1))[0] in {"web0", "web1"}  # its clients are served
+    client = client_of_worker(1)
+    name, head = pen.get(client)  # its clients are served, by a worker with -H on
+    assert name in {"web0", "web1"} and f"X-Forwarded-For: {client}".encode() in head
     assert pen.process.poll() is None
+
+
+def test_usr1_writes_the_status_page_of_the_whole_pen(
+    processes: Processes, backends: list[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "status.html"
+    pen = start_workers(processes, backends, "-w", str(page))
+    for worker in range(WORKERS):
+        pen.get(client_of_worker(worker))
+    pids = {pid for pid, _, _ in pen.workers().values()}
+    os.kill(pen.process.pid, signal.SIGUSR1)
+    wait_until(lambda: page.exists() and "</html>" in page.read_text(), "the status page")
+    text = page.read_text()
+    assert all(f"<td>{pid}</td>" in text for pid in pids)
+    for worker in range(WORKERS):
+        assert f"<td>{client_of_worker(worker)}</td>" in text
 
 
 def test_term_drains_every_worker_then_pen_exits(processes: Processes, backends: list[str]) -> None:
