@@ -343,3 +343,14 @@ def test_a_worker_that_cannot_start_fails_the_start(
     assert started.returncode == 1
     assert b"cannot open log file" in started.stderr
     assert _refused(port)()
+
+
+def test_ipv6_clients_are_steered_to_their_worker(
+    processes: Processes, backends: list[str]
+) -> None:
+    _, port, control = start_with_control(processes, "::1", backends, "--workers", str(WORKERS))
+    for _ in range(5):
+        assert http_get("::1", port)[0] in {"web0", "web1"}
+    status = penctl("::1", control, "status").split("<h2>Workers</h2>", 1)[1]
+    tracked = {int(w): int(n) for w, _, _, n in _WORKER_ROW.findall(status)}
+    assert tracked == {w: int(w == worker_of("::1", WORKERS)) for w in range(WORKERS)}
