@@ -1,7 +1,7 @@
 """pen throughput and latency: the C pen, HAProxy and pentools' pen, same run, same load.
 
     python -m benchmarks.bench_pen [--runs 3] [--seconds 5] [--connections 50]
-        [--scenario NAME]... [--log] [--skip-failover | --only-failover]
+        [--workers N]... [--scenario NAME]... [--log] [--skip-failover | --only-failover]
 
 Two nginx backends on loopback (config written to a temp dir, stopped by
 PID), each balancer in turn in front of them, wrk as the client:
@@ -14,6 +14,9 @@ then a failover run: wrk with a new connection per request through our pen
 while one backend is stopped for 3 s and restarted.  Prints medians of
 ``--runs`` rounds (balancers alternate within a round) and ratios against
 the C pen (``pen -r``) measured in the same round.
+
+Our pen runs once per ``--workers`` count (default 1 and 2: ``ours -r`` and
+``ours -r w2``); its CPU is that of the supervisor and all its workers.
 """
 
 from __future__ import annotations
@@ -102,8 +105,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and of its children (pen's workers) that run now."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 class Nginx:
@@ -159,9 +168,15 @@ class Balancer:
             self.process = None
 
 
-def balancers(root: Path, backends: list[Nginx], log: bool = False) -> list[Balancer]:
+def ours_name(workers: int) -> str:
+    return "ours -r" if workers == 1 else f"ours -r w{workers}"
+
+
+def balancers(
+    root: Path, backends: list[Nginx], log: bool = False, workers: tuple[int, ...] = (1,)
+) -> list[Balancer]:
     targets = [f"{b.host}:{b.port}" for b in backends]
-    pen_port, ours_port, haproxy_port = (free_port(BALANCER_HOST) for _ in range(3))
+    pen_port, haproxy_port = (free_port(BALANCER_HOST) for _ in range(2))
     listen = f"{BALANCER_HOST}:{pen_port}"
     servers = "\n".join(f"    server s{i} {t}" for i, t in enumerate(targets))
     haproxy_conf = root / "haproxy.cfg"
@@ -173,11 +188,15 @@ def balancers(root: Path, backends: list[Nginx], log: bool = False) -> list[Bala
     if log:  # both pens write a record per request to a local file
         c_pen += ["-l", str(root / "c-pen.log")]
         ours += ["-l", str(root / "ours.log")]
-    return [
-        Balancer("C pen -r", [*c_pen, listen, *targets], pen_port),
-        Balancer("ours -r", [*ours, f"{BALANCER_HOST}:{ours_port}", *targets], ours_port),
-        Balancer("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf)], haproxy_port),
-    ]
+    candidates = [Balancer("C pen -r", [*c_pen, listen, *targets], pen_port)]
+    for count in workers:
+        port = free_port(BALANCER_HOST)
+        argv = [*ours, "--workers", str(count), f"{BALANCER_HOST}:{port}", *targets]
+        candidates.append(Balancer(ours_name(count), argv, port))
+    candidates.append(
+        Balancer("haproxy", ["haproxy", "-db", "-f", str(haproxy_conf)], haproxy_port)
+    )
+    return candidates
 
 
 _UNITS = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
@@ -242,7 +261,7 @@ def benchmark(args: argparse.Namespace, root: Path) -> None:
     backends = [Nginx(root, host, access_log=False) for host in BACKEND_HOSTS]
     for backend in backends:
         backend.start()
-    candidates = balancers(root, backends, args.log)
+    candidates = balancers(root, backends, args.log, tuple(args.workers))
     results: dict[tuple[str, str], list[WrkResult]] = {}
     try:
         for round_number in range(args.runs):
@@ -258,7 +277,7 @@ def benchmark(args: argparse.Namespace, root: Path) -> None:
                         )
                         results.setdefault((balancer.name, scenario), []).append(result)
                         print(
-                            f"  round {round_number + 1} {balancer.name:9} {scenario:22} "
+                            f"  round {round_number + 1} {balancer.name:11} {scenario:22} "
                             f"{result.requests_per_second:9.0f} req/s "
                             f"{result.bytes_per_second / 1e6:8.1f} MB/s "
                             f"p99 {result.p99_ms:7.2f} ms cpu {result.cpu:4.2f} "
@@ -284,7 +303,7 @@ def report(
         "cpu us/req less so"
     )
     header = (
-        f"{'scenario':22} {'balancer':9} {'req/s':>9} {'MB/s':>8} {'p99 ms':>8} {'cpu':>5} "
+        f"{'scenario':22} {'balancer':11} {'req/s':>9} {'MB/s':>8} {'p99 ms':>8} {'cpu':>5} "
         f"{'cpu us/req':>10}"
     )
     print(header)
@@ -301,22 +320,28 @@ def report(
             )
             rps, mbs, p99, cpu = medians[balancer.name]
             print(
-                f"{scenario:22} {balancer.name:9} {rps:9.0f} {mbs:8.1f} {p99:8.2f} {cpu:5.2f} "
+                f"{scenario:22} {balancer.name:11} {rps:9.0f} {mbs:8.1f} {p99:8.2f} {cpu:5.2f} "
                 f"{cpu / rps * 1e6:10.1f}"
             )
-        ours, ref = medians["ours -r"], medians[reference]
-        print(
-            f"{'':22} {'ratio':9} {ours[0] / ref[0]:9.2f} {ours[1] / ref[1]:8.2f} "
-            f"{ours[2] / ref[2]:8.2f} {ours[3] / ref[3]:5.2f} "
-            f"{(ours[3] / ours[0]) / (ref[3] / ref[0]):10.2f}"
-        )
+        ref = medians[reference]
+        for name, ours in medians.items():
+            if name.startswith("ours"):
+                print(
+                    f"{'':22} {'ratio ' + name.removeprefix('ours -r').strip() or 'ratio':11} "
+                    f"{ours[0] / ref[0]:9.2f} {ours[1] / ref[1]:8.2f} "
+                    f"{ours[2] / ref[2]:8.2f} {ours[3] / ref[3]:5.2f} "
+                    f"{(ours[3] / ours[0]) / (ref[3] / ref[0]):10.2f}"
+                )
 
 
 def failover(args: argparse.Namespace, root: Path) -> None:
     """Stop one backend for 3 s under load, for our pen and the C pen in turn."""
     blacklist = 2
-    ours = [sys.executable, "-m", "pentools.pen"]
-    for name, program in (("ours", ours), ("C pen", ["pen"])):
+    runs = [
+        (ours_name(count), [sys.executable, "-m", "pentools.pen", "--workers", str(count)])
+        for count in args.workers
+    ]
+    for name, program in (*runs, ("C pen -r", ["pen"])):
         failover_one(args, root / name.replace(" ", "-"), name, program, blacklist)
 
 
@@ -359,7 +384,7 @@ def failover_one(
     kinds = re.search(r"Socket errors: (.*)", output)
     after = victim.requests_logged() - restarted
     print(
-        f"\nfailover ({name} -r -b {blacklist}, wrk {duration}s new connection per request, "
+        f"\nfailover ({name} -b {blacklist}, wrk {duration}s new connection per request, "
         f"backend {victim.host} stopped 3 s at t=2 s): "
         f"{requests.group(1) if requests else '?'} requests, {errors} client errors "
         f"({kinds.group(1) if kinds else 'none'}; non-2xx {non2xx.group(1) if non2xx else 0}), "
@@ -374,6 +399,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        action="append",
+        help="run our pen with --workers N (repeatable; default: 1 and 2)",
+    )
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--only-failover", action="store_true")
     parser.add_argument(
@@ -385,6 +416,7 @@ def main() -> None:
         "--log", action="store_true", help="run both pens with -l FILE (a record per request)"
     )
     args = parser.parse_args()
+    args.workers = args.workers or [1, 2]
     for program in ("wrk", "nginx", "pen", "haproxy"):
         if shutil.which(program) is None:
             raise SystemExit(f"{program} is not installed (scripts/setup installs it)")

@@ -133,6 +133,10 @@ class MetricsServer:
         host, port = self._httpd.socket.getsockname()[:2]
         return format_host_port(host, port)
 
+    def sockets(self) -> list[socket.socket]:
+        """The listening socket, for a forked child to close (it serves no scrapes)."""
+        return [] if self._httpd is None else [self._httpd.socket]
+
     def serve(self) -> None:
         """Answer scrapes from a daemon thread until `close`."""
         assert self._httpd is not None, "bind() first"

@@ -64,6 +64,15 @@ class Startup:
         """Everything is open: the starting command may exit 0."""
         self._say(_READY)
 
+    def close_in_child(self) -> None:
+        """In a process forked from the daemon: let go of the pipe, saying nothing.
+
+        The starting command reads until every copy of the pipe is closed.
+        """
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
     def failed(self, exc: BaseException) -> None:
         """Start-up failed: the starting command prints this and exits 1."""
         self._say(_ERROR + error_text(exc).encode("utf-8", "replace"))

@@ -29,12 +29,15 @@ def bind_socket(
     udp: bool = False,
     backlog: int = 1024,
     receive_buffer: int | None = None,
+    reuse_port: bool = False,
     what: str = "",
 ) -> socket.socket:
     """A bound, non-blocking socket (listening, for TCP, with a queue of `backlog`).
 
     `receive_buffer` is asked for before binding, so that no datagram
     arrives into a small one; see `size_receive_buffer` for what is granted.
+    `reuse_port` lets sockets bound the same way share the address
+    (SO_REUSEPORT: the kernel spreads the clients over them).
     Raises ListenError (AddressError for a host that does not resolve).
     """
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
@@ -64,6 +67,8 @@ def bind_socket(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if host else 0)
         if not udp and family != socket.AF_UNIX:  # for UDP it would let a second daemon share
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if receive_buffer is not None:
             size_receive_buffer(sock, receive_buffer)
         sock.bind(address)

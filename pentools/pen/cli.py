@@ -229,12 +229,21 @@ def _emergency(text: str | None, default_port: int) -> cfg.ServerSpec | None:
     metavar="[HOST:]PORT",
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (127.0.0.1 unless a host is given).",
 )
+@click.option(
+    "--workers",
+    metavar="N",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Processes serving the listen address (one core each); a client's connections "
+    "always reach the same one.",
+)
 @click.argument("listen", metavar="[HOST:]PORT|PATH")
 @click.argument("servers", nargs=-1, metavar="SERVER...")
 def command(**options: object) -> None:
     """pen: TCP/UDP load balancer with client tracking (compatible with the C pen)."""
     config = build_config(options)
-    from pentools.pen.server import run
+    from pentools.pen.workers import run
 
     run(config)
 
@@ -299,6 +308,7 @@ def build_config(options: dict[str, object]) -> cfg.PenConfig:
         conn_max_per_client=options["conn_max_per_client"],  # type: ignore[arg-type]
         first_byte_timeout=options["first_byte_timeout"],  # type: ignore[arg-type]
         metrics=parse_metrics_address(str(metrics)) if metrics else None,
+        workers=options["workers"],  # type: ignore[arg-type]
     )
 
 
@@ -353,6 +363,8 @@ def _check_switches(options: dict[str, object]) -> None:
     for switch, needed, message in _NEEDS:
         if options[switch] and not options[needed]:
             raise click.UsageError(message)
+    if options["workers"] != 1 and cfg.parse_listen(str(options["listen"])).path is not None:
+        raise click.UsageError("--workers needs a TCP or UDP port: a Unix socket has one listener")
     if not options["servers"] and options["emergency"] is None:
         raise click.UsageError(
             "no SERVER given: pen would refuse every client (servers cannot be added later)"

@@ -126,6 +126,8 @@ class PenConfig:
     first_byte_timeout: int = 0
     #: ``--metrics``: where Prometheus scrapes pen's counters.
     metrics: HostPort | None = None
+    #: ``--workers``: processes serving the listen address (1: pen is one process).
+    workers: int = 1
 
 
 def _number(text: str, what: str) -> int:

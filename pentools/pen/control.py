@@ -543,15 +543,18 @@ class ControlProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if line is None:
-            reply = "do_cmd: command line too long\n"
-        else:
-            text = line.decode("utf-8", "replace").strip()
-            try:
-                reply = self.controller.execute(text)
-            except PentoolsError as exc:
-                reply = f"do_cmd: {exc}\n"
-            except TypeError:
-                reply = f"do_cmd: wrong arguments for '{text.split()[0]}'\n"
-        transport.write(reply.encode("utf-8", "replace"))
+        transport.write(answer_line(self.controller.execute, line).encode("utf-8", "replace"))
         transport.close()
+
+
+def answer_line(execute: Callable[[str], str], line: bytes | None) -> str:
+    """The control port's reply to `line` (None: too long), refusals included."""
+    if line is None:
+        return f"{REFUSED}command line too long\n"
+    text = line.decode("utf-8", "replace").strip()
+    try:
+        return execute(text)
+    except PentoolsError as exc:
+        return f"{REFUSED}{exc}\n"
+    except TypeError:
+        return f"{REFUSED}wrong arguments for '{text.split()[0]}'\n"

@@ -29,10 +29,23 @@ log = logging.getLogger("pentools.pen")
 
 
 def open_listener(
-    spec: ListenSpec, what: str, *, udp: bool = False, backlog: int = DEFAULT_BACKLOG
+    spec: ListenSpec,
+    what: str,
+    *,
+    udp: bool = False,
+    backlog: int = DEFAULT_BACKLOG,
+    reuse_port: bool = False,
 ) -> socket.socket:
     """The bound socket for `spec` (`pentools.core.sockets`); ListenError names `what`."""
-    return bind_socket(spec.host, spec.port, path=spec.path, udp=udp, backlog=backlog, what=what)
+    return bind_socket(
+        spec.host,
+        spec.port,
+        path=spec.path,
+        udp=udp,
+        backlog=backlog,
+        reuse_port=reuse_port,
+        what=what,
+    )
 
 
 def describe(sock: socket.socket, spec: ListenSpec) -> str:

@@ -42,18 +42,34 @@ MANUAL = Manual(
         "root without `-u`.  Access lists (`acl N permit|deny ADDRESS [MASK]`, "
         "`client_acl N`, `control_acl N`, `server N acl A`) decide who may connect, who "
         "may use the control port and which clients a server takes.",
+        "Every core: `--workers N` runs N processes on the listen address, each a whole "
+        "pen with its own state, under a supervisor that owns the control port, the "
+        "metrics port, the PID file and the signals.  While a choice depends on the "
+        "client (tracking, `-h`, `--conn-max-per-client`) each client address always "
+        "reaches the same worker, so those work as with one process; with `-r` the "
+        "kernel spreads connections over the workers.  penctl commands apply to every "
+        "worker; `servers`, `status`, `recent` and the metrics answer for the whole pen; "
+        "a server one worker blacklists is left out by every worker within a second; "
+        "each worker appends its records to the `-l` file in whole lines.  A worker "
+        "that dies is started again and counted.  Not with a Unix socket, and "
+        "`listen ADDRESS` is refused.",
     ),
     signals=(
-        ("HUP", "Reopen the log file (after it was rotated) and read the -F file again."),
+        (
+            "HUP",
+            "Reopen the log file (after it was rotated) and read the -F file again "
+            "(in every worker).",
+        ),
         (
             "USR1",
             "Write the HTML status page to the -w file; without -w, write the number "
-            "of connections and the server table (as `penctl servers` shows it) to stderr.",
+            "of connections and the server table (as `penctl servers` shows it) to stderr; "
+            "with --workers, for the whole pen.",
         ),
         (
             "TERM, INT",
-            "Stop accepting, let open connections finish for --drain seconds, remove "
-            "the PID file and exit 0.",
+            "Stop accepting, let open connections finish for --drain seconds (in every "
+            "worker), remove the PID file and exit 0.",
         ),
     ),
     files=(

@@ -96,6 +96,11 @@ class PenCollector:
             ),
             ("pen_idle_closed", counters.idle_closed, "Connections closed by idle_timeout."),
             (
+                "pen_worker_restarts",
+                counters.worker_restarts,
+                "Workers (--workers) that died and were started again.",
+            ),
+            (
                 "pen_first_byte_closed",
                 counters.first_byte_closed,
                 "Silent connections closed at the cap by first_byte_timeout.",

@@ -20,6 +20,7 @@ from pentools.core.metrics import MetricsServer, new_registry
 from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.front import Front, describe, open_listener
+from pentools.pen.link import WorkerLink
 from pentools.pen.metrics import PenCollector
 from pentools.pen.recordlog import open_sink
 from pentools.pen.selection import Selector
@@ -58,7 +59,7 @@ def build_state(
     )
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     """pen's diagnostics (``pentools.pen``) as ``pen: message`` lines on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pen: %(message)s"))
@@ -67,12 +68,20 @@ def _log_to_stderr() -> None:
     log.propagate = False
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+def pick_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
     except ImportError:  # plain asyncio works, only slower
         return asyncio.new_event_loop
     return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def check_control_user(config: PenConfig) -> None:
+    """Refuse a control port in a process that stays root (ConfigError)."""
+    if config.control is not None and os.geteuid() == 0 and config.user is None:
+        raise ConfigError(
+            str(config.control), "won't open a control port running as root; use -u USER"
+        )
 
 
 def run(config: PenConfig) -> None:
@@ -84,11 +93,8 @@ def run(config: PenConfig) -> None:
     can reopen what start-up opened.  The starting command exits only once
     pen listens, with pen's own error if it could not.
     """
-    if config.control is not None and os.geteuid() == 0 and config.user is None:
-        raise ConfigError(
-            str(config.control), "won't open a control port running as root; use -u USER"
-        )
-    _log_to_stderr()
+    check_control_user(config)
+    log_to_stderr()
     tls = server_context(config)
     addresses = resolve_servers(config)
     listener = open_listener(
@@ -100,7 +106,7 @@ def run(config: PenConfig) -> None:
     if metrics is not None:
         metrics.bind()
     account = process.lookup_user(config.user)
-    loop_factory = _loop_factory()  # imported now: after -j the package is out of reach
+    loop_factory = pick_loop_factory()  # imported now: after -j the package is out of reach
     try:
         with process.start(foreground=config.foreground) as startup:
             process.confine(config.chroot, account)
@@ -118,7 +124,7 @@ def run(config: PenConfig) -> None:
             metrics.close()
 
 
-def _read_commands(path: str) -> list[str]:
+def read_commands(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as source:
             return source.read().splitlines()
@@ -134,10 +140,13 @@ async def serve(
     tls: ssl.SSLContext | None,
     collector: PenCollector,
     ready: Callable[[], None] = lambda: None,
+    link: socket.socket | None = None,
 ) -> None:
     """The event loop's part: serve until told to stop, then drain.
 
     `ready` is called once pen listens (with -F and -o applied, the log open).
+    A worker of ``--workers`` has a `link` to its supervisor
+    (`pentools.pen.link`) instead of a control port.
     """
     loop = asyncio.get_running_loop()
     state = build_state(config, loop, addresses)
@@ -148,29 +157,21 @@ async def serve(
     stop = asyncio.Event()
 
     def write_webstats() -> None:
-        path = state.settings.webstats
-        if path:
-            try:
-                with open(path, "w", encoding="utf-8") as out:
-                    out.write(render_status(state))
-            except OSError as exc:
-                log.error("cannot write %s: %s", path, exc.strerror)
-        else:
-            servers = controller.execute("servers").rstrip("\n")
-            log.info("%d connections\n%s", len(state.table), servers)
+        report_status(controller)
 
     controller = Controller(
         state, request_exit=stop.set, write_webstats=write_webstats, reopen=front.reopen
     )
+    worker = None if link is None else WorkerLink(link, state, controller, loop, stop.set)
     if config.cfgfile:
-        controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
+        controller.run_lines(read_commands(config.cfgfile), config.cfgfile)
     controller.run_lines(list(config.commands), "-o")
 
     def reload() -> None:
         try:
             state.reopen_log()
             if config.cfgfile:
-                controller.run_lines(_read_commands(config.cfgfile), config.cfgfile)
+                controller.run_lines(read_commands(config.cfgfile), config.cfgfile)
         except (PentoolsError, OSError) as exc:
             log.error("HUP: %s", exc)
 
@@ -189,7 +190,13 @@ async def serve(
     if control is not None:
         control_server = await loop.create_server(lambda: ControlProtocol(controller), sock=control)
     state.debug(f"listening on {state.listen_description}")
-    ticker = _periodically(loop, _TICK, lambda: state.tick(loop.time()))
+
+    def tick() -> None:
+        state.tick(loop.time())
+        if worker is not None:
+            worker.tick()
+
+    ticker = _periodically(loop, _TICK, tick)
     ready()
     await stop.wait()
     front.stop()
@@ -197,8 +204,25 @@ async def serve(
         control_server.close()
     await _drain(state, config.drain_seconds)
     ticker.cancel()
+    if worker is not None:
+        worker.close()
     front.close()
     state.close()
+
+
+def report_status(controller: Controller) -> None:
+    """USR1: the status page to the -w file, else the server table to the diagnostics."""
+    state = controller.state
+    path = state.settings.webstats
+    if path:
+        try:
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(render_status(state))
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc.strerror)
+    else:
+        servers = controller.execute("servers").rstrip("\n")
+        log.info("%d connections\n%s", len(state.table), servers)
 
 
 def _periodically(

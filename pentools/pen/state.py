@@ -136,6 +136,18 @@ class Counters:
     #: Records of the sinks closed since start (`State.records` adds the open one's).
     records_written: int = 0
     records_dropped: int = 0
+    #: ``--workers``: workers that died and were started again.
+    worker_restarts: int = 0
+
+
+@dataclass
+class WorkerRow:
+    """One worker of ``--workers``, as the status page lists it."""
+
+    index: int
+    pid: int
+    connections: int
+    clients: int
 
 
 class ConnectionTable:
@@ -229,6 +241,8 @@ class State:
         #: True while connections need no look at their bytes (no log, no -H,
         #: no dumps): the relay's short path.  Kept by `refresh`.
         self.plain = True
+        #: ``--workers``: the supervisor's view of its workers (empty in a worker).
+        self.workers: list[WorkerRow] = []
         if config.log is not None:
             self.set_log(config.log)
         self.refresh()

@@ -125,6 +125,8 @@ def render_status(state: State) -> str:
         )
     parts.append("</table>\n")
     parts.append(_access_lists(state))
+    if state.workers:
+        parts.append(_workers(state))
     parts.append("</body>\n</html>\n")
     return "".join(parts)
 
@@ -140,5 +142,17 @@ def _access_lists(state: State) -> str:
         _heading(["acl", "entry", "action", "source"]),
     ]
     parts.extend(_row(list(entry)) for entry in access.describe())
+    parts.append("</table>\n")
+    return "".join(parts)
+
+
+def _workers(state: State) -> str:
+    """``--workers``: which process serves what, and how many were restarted."""
+    parts = [
+        f"<h2>Workers</h2>{len(state.workers)} workers, "
+        f"{state.counters.worker_restarts} restarted<p>\n{_TABLE}",
+        _heading(["worker", "pid", "connections", "clients"]),
+    ]
+    parts.extend(_row([row.index, row.pid, row.connections, row.clients]) for row in state.workers)
     parts.append("</table>\n")
     return "".join(parts)

@@ -14,6 +14,13 @@ as IPv4), multiplies it by Knuth's constant, keeps the upper 16 bits and
 takes them modulo N.  The sockets' order in the group is the order they
 were bound: the process that binds them keeps them all open, so a worker
 that is restarted gets its socket, and its clients, back.
+
+Where no choice depends on the client (``-r`` without ``-h``, no cap per
+client), steering would only cost: every connection of a client that
+opens many, a load tester or a proxy in front, would load one worker.
+`spread_connections` then attaches a program that answers no socket, and
+the kernel falls back to its own hash of the 4-tuple (net/core/sock_reuseport.c:
+"no bpf or invalid bpf result: fall back to hash usage").
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ _KNUTH = 2654435761
 _INSTRUCTION = struct.Struct("HBBI")
 #: Opcodes (linux/filter.h): loads, shift, jumps, multiply, modulo, return A.
 _LDB_ABS, _LDW_ABS, _RSH_K, _JEQ_K, _JA = 0x30, 0x20, 0x74, 0x15, 0x05
-_MUL_K, _MOD_K, _RET_A = 0x24, 0x94, 0x16
+_MUL_K, _MOD_K, _RET_A, _RET_K = 0x24, 0x94, 0x16, 0x06
 
 
 def _op(code: int, k: int = 0, jump_true: int = 0) -> bytes:
@@ -63,7 +70,17 @@ def steer_by_client(sock: socket.socket, workers: int) -> None:
 
     Raises ListenError where the kernel refuses (before Linux 4.5).
     """
-    program = ctypes.create_string_buffer(client_hash_program(workers))
+    _attach(sock, client_hash_program(workers), workers)
+
+
+def spread_connections(sock: socket.socket, workers: int) -> None:
+    """Let the kernel spread connections over the group by their 4-tuple (ListenError)."""
+    _attach(sock, _op(_RET_K, 0xFFFFFFFF), workers)
+
+
+def _attach(sock: socket.socket, code: bytes, workers: int) -> None:
+    """Attach (or replace) the group's program."""
+    program = ctypes.create_string_buffer(code)
     count = len(program.raw) // _INSTRUCTION.size
     fprog = struct.pack("HP", count, ctypes.addressof(program))  # struct sock_fprog
     try:
@@ -73,8 +90,13 @@ def steer_by_client(sock: socket.socket, workers: int) -> None:
         raise ListenError(what, f"cannot steer clients to workers: {exc.strerror}") from None
 
 
+def needs_steering(*, roundrobin: bool, hash_: bool, conn_max_per_client: int) -> bool:
+    """Whether a choice depends on the client: tracking (no ``-r``), ``-h``, a cap per client."""
+    return not roundrobin or hash_ or conn_max_per_client > 0
+
+
 def worker_of(client: str, workers: int) -> int:
-    """The worker whose socket the program picks for `client` (an IP address)."""
+    """The worker whose socket `steer_by_client`'s program picks for `client` (an IP address)."""
     address = ipaddress.ip_address(client)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped

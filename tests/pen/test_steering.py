@@ -9,7 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from pentools.pen.steering import steer_by_client, worker_of
+from pentools.pen.steering import (
+    needs_steering,
+    spread_connections,
+    steer_by_client,
+    worker_of,
+)
 
 WORKERS = 3
 DEADLINE = 10.0
@@ -73,3 +78,20 @@ def test_ipv6_clients_are_steered_too() -> None:
 
 def test_ipv4_mapped_addresses_hash_as_ipv4() -> None:
     assert worker_of("::ffff:127.0.96.7", 5) == worker_of("127.0.96.7", 5)
+
+
+def test_spreading_lets_the_kernel_hash_each_connection(group_v4: list[socket.socket]) -> None:
+    spread_connections(group_v4[0], WORKERS)
+    port = group_v4[0].getsockname()[1]
+    seen = Counter[int]()
+    for _ in range(60):  # one client, new source ports: every socket gets some
+        with socket.create_connection(("127.0.95.1", port), source_address=("127.0.96.1", 0)):
+            seen[accepting_socket(group_v4)] += 1
+    assert len(seen) == WORKERS, seen
+
+
+def test_steering_is_needed_only_where_a_choice_depends_on_the_client() -> None:
+    assert not needs_steering(roundrobin=True, hash_=False, conn_max_per_client=0)
+    assert needs_steering(roundrobin=False, hash_=False, conn_max_per_client=0)
+    assert needs_steering(roundrobin=True, hash_=True, conn_max_per_client=0)
+    assert needs_steering(roundrobin=True, hash_=False, conn_max_per_client=2)
