@@ -114,6 +114,16 @@ class UnparsedInputError(PentoolsError, ValueError):
         self.parsed = parsed
         self.sample = sample
 
+    @classmethod
+    def if_too_few(
+        cls, path: str, log_format: str, lines: int, parsed: int, sample: str, min_parsed: float
+    ) -> "UnparsedInputError | None":
+        """The error when nothing of a non-empty input parses, or less than `min_parsed`
+        of it: the one rule of every tool that reads access logs."""
+        if lines and (parsed == 0 or parsed < min_parsed * lines):
+            return cls(path, log_format, lines, parsed, sample)
+        return None
+
 
 class MissingExtraError(PentoolsError, ImportError):
     """An optional part of pentools that is not installed."""

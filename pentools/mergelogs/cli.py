@@ -21,7 +21,7 @@ Example:
 Every input line is written exactly once: lines with no matching record keep
 their own first field (or get the server's address with --unmatched=server),
 lines that do not parse are passed through unchanged; --stats counts them.
-If less than --min-parsed of a backend log parses, mergelogs says which file,
+If nothing, or less than --min-parsed, of a backend log parses, mergelogs says which file,
 the format tried and a line that does not parse, and exits with status 1.
 """
 

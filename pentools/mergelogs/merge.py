@@ -79,12 +79,13 @@ class MergeStats:
 
     def check_parsed(self, min_parsed: float, log_format: str | None) -> None:
         """Raise UnparsedInputError for the first log of which too few lines parsed."""
+        name = log_format or "common or combined"
         for tally in self.sources:
-            if tally.lines and tally.parsed < min_parsed * tally.lines:
-                name = log_format or "common or combined"
-                raise UnparsedInputError(
-                    tally.path, name, tally.lines, tally.parsed, tally.sample or ""
-                )
+            error = UnparsedInputError.if_too_few(
+                tally.path, name, tally.lines, tally.parsed, tally.sample or "", min_parsed
+            )
+            if error is not None:
+                raise error
 
     def extra(self) -> dict[str, object]:
         """mergelogs' own counters, after the join's in the report."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pentools.core.cli import log_format_option, run_command, version_option
-from pentools.core.errors import PentoolsError
+from pentools.core.errors import PentoolsError, UnparsedInputError
 
 if TYPE_CHECKING:
     from pentools.webstats.cluster import ClusterConfig
@@ -84,19 +84,22 @@ def run_report(config: ReportConfig) -> list[str]:
 
 
 def unparsed_warnings(state: State, min_parsed: float) -> list[str]:
-    """One line per file of which less than `min_parsed` of the lines parsed."""
+    """One line per file of which nothing, or less than `min_parsed` of the lines, parsed."""
     from pentools.webstats.state import format_name
 
     warnings = []
     for path, counts in state.files.items():
-        parsed = counts.lines - counts.failed
-        if counts.lines and (parsed == 0 or parsed < min_parsed * counts.lines):
-            sample = "" if counts.bad is None else counts.bad[1][:160]
-            warnings.append(
-                f"{path}: {parsed} of {counts.lines} lines parsed as "
-                f"{format_name(state.log_format)} (wrong -f?); "
-                f"first bad line: {sample!r}"
-            )
+        sample = "" if counts.bad is None else counts.bad[1]
+        error = UnparsedInputError.if_too_few(
+            path,
+            format_name(state.log_format),
+            counts.lines,
+            counts.lines - counts.failed,
+            sample,
+            min_parsed,
+        )
+        if error is not None:
+            warnings.append(f"{error} (wrong -f?)")
     return warnings
 
 

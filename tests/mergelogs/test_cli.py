@@ -56,11 +56,12 @@ def test_a_log_that_does_not_parse_is_passed_through_and_reported(tmp_path: Path
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert f"{tmp_path}/pen.log: 0 of 2 lines (0.0%) parse as common or combined" in stderr
     assert "'192.0.2.1 " in stderr  # the sample bad line
-    # a threshold the file meets, or none: exit 0
-    assert run_tool("mergelogs", "--min-parsed", "0", *args).returncode == 0
+    # nothing that parses is an error whatever the threshold; a threshold met is not
+    assert run_tool("mergelogs", "--min-parsed", "0", *args).returncode == 1
     junk = run_tool("mergelogs", "--min-parsed", "0.9", *write_farm(tmp_path))  # 1 of 2 parses
     assert junk.returncode == 1 and "two.log: 1 of 2 lines (50.0%)" in junk.stderr.decode()
     assert run_tool("mergelogs", *write_farm(tmp_path)).returncode == 0  # default: half
+    assert run_tool("mergelogs", "--min-parsed", "0", *write_farm(tmp_path)).returncode == 0
 
 
 def test_output_file_and_original_options(tmp_path: Path) -> None:

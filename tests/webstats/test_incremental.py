@@ -156,15 +156,15 @@ def test_input_that_does_not_parse_is_named(tmp_path: Path) -> None:
         message = result.stderr.decode()
         assert result.returncode == 3, message
         assert message.count("\n") == 1 and message.startswith("webstats: WARNING: ")
-        assert str(path) in message and fmt in message and "first bad line: " in message
+        assert str(path) in message and fmt in message and "one that does not: " in message
         assert str(empty) not in message  # no line, nothing wrong
         assert json.loads(out.read_text())["general"]["valid_requests"] == 0  # still written
     # under the threshold: a quarter of the lines are junk
     mixed = tmp_path / "mixed.log"
     mixed.write_text("".join(LINES[:30]) + "junk\n" * 10, encoding="latin-1")
     result = run_tool("webstats", "report", str(mixed), "--json", os.devnull)
-    assert result.returncode == 3 and b"30 of 40 lines parsed" in result.stderr
-    assert b"first bad line: 'junk'" in result.stderr
+    assert result.returncode == 3 and b"30 of 40 lines (75.0%) parse as" in result.stderr
+    assert b"one that does not: 'junk'" in result.stderr
     lenient = run_tool(
         "webstats", "report", str(mixed), "--min-parsed", "0.5", "--json", os.devnull
     )
