@@ -7,7 +7,6 @@ time; `PenlogdMetrics` holds its registry and the ``/metrics`` endpoint.
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Iterable, Iterator
 
@@ -20,8 +19,6 @@ from pentools.core.metrics import (
     receive_buffer,
 )
 from pentools.penlogd.join import LiveJoin
-
-log = logging.getLogger("penlogd")
 
 #: The results a written line can have, in the order of the report.
 LINE_RESULTS = ("exact", "matched", "ambiguous", "unmatched", "malformed")
