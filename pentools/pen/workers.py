@@ -231,10 +231,23 @@ class Supervisor:
     def _run_start_commands(self) -> None:
         """-F and -o on the supervisor's State, as each worker runs them on its own."""
         if self.config.cfgfile:
-            lines = server.read_commands(self.config.cfgfile)
-            self.controller.run_lines(lines, self.config.cfgfile)
-        self.controller.run_lines(list(self.config.commands), "-o")
+            self._run_lines(server.read_commands(self.config.cfgfile), self.config.cfgfile)
+        self._run_lines(list(self.config.commands), "-o")
         self._steer()
+
+    def _run_lines(self, lines: list[str], source: str) -> None:
+        """Command lines of -F or -o on the supervisor's State; a `listen ADDRESS`
+        among them is refused before any is run, as from penctl."""
+        for line in lines:
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError:
+                continue  # a quoting error: the controller reports it with its line
+            try:
+                _refuse_moving_the_listener(words)
+            except CommandError as exc:
+                raise CommandError(f"{source}: {exc}") from None
+        self.controller.run_lines(lines, source)
 
     def _steer(self) -> None:
         """Steer clients to workers while a choice depends on the client, else spread them."""
@@ -396,9 +409,7 @@ class Supervisor:
         self._signal_workers(signal.SIGHUP)
         if self.config.cfgfile:
             try:
-                self.controller.run_lines(
-                    server.read_commands(self.config.cfgfile), self.config.cfgfile
-                )
+                self._run_lines(server.read_commands(self.config.cfgfile), self.config.cfgfile)
                 self._steer()
             except PentoolsError as exc:
                 log.error("HUP: %s", exc)
@@ -588,8 +599,7 @@ class Supervisor:
             return self.controller.execute(line)
         name = words[1] if words[0] == "no" and len(words) > 1 else words[0]
         if name == "listen":
-            if len(words) > 1:
-                raise CommandError("listen ADDRESS: not with --workers (each has its socket)")
+            _refuse_moving_the_listener(words)
             return self.controller.execute(line)
         if name in _MERGED:
             self.refresh()
@@ -627,3 +637,9 @@ def _read_line(conn: socket.socket) -> bytes | None:
             break
         buffer += chunk
     return buffer.split(b"\n", 1)[0]
+
+
+def _refuse_moving_the_listener(words: list[str]) -> None:
+    """`listen ADDRESS` cannot move N sockets of one SO_REUSEPORT group: refused."""
+    if words[:1] == ["listen"] and len(words) > 1:
+        raise CommandError("listen ADDRESS: not with --workers (each has its socket)")

@@ -345,6 +345,23 @@ def test_a_worker_that_cannot_start_fails_the_start(
     assert _refused(port)()
 
 
+def test_a_listen_command_in_a_config_file_fails_the_start(
+    processes: Processes, backends: list[str], tmp_path: Path
+) -> None:
+    # Each worker has its own socket of one group: `listen ADDRESS` cannot move them.
+    port, elsewhere = free_port(PEN_HOST), free_port(PEN_HOST)
+    config = tmp_path / "pen.cfg"
+    config.write_text(f"hash\nlisten {PEN_HOST}:{elsewhere}\n", encoding="utf-8")
+    started = run_tool(
+        "pen", "--workers", str(WORKERS), "-F", str(config), f"{PEN_HOST}:{port}", *backends
+    )
+    assert started.returncode == 1
+    assert started.stderr == (
+        f"pen: {config}: listen ADDRESS: not with --workers (each has its socket)\n".encode()
+    )
+    assert _refused(port)() and _refused(elsewhere)()
+
+
 def test_ipv6_clients_are_steered_to_their_worker(
     processes: Processes, backends: list[str]
 ) -> None:
