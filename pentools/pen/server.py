@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 from pentools.core import process
 from pentools.core.addresses import resolve_host
-from pentools.core.errors import ConfigError, PentoolsError
+from pentools.core.errors import ConfigError, OutputFileError, PentoolsError
 from pentools.core.metrics import MetricsServer, new_registry
+from pentools.core.output import atomic_output
 from pentools.pen.config import PenConfig
 from pentools.pen.control import Controller, ControlProtocol
 from pentools.pen.front import Front, describe, open_listener
@@ -215,11 +216,16 @@ def report_status(controller: Controller) -> None:
     state = controller.state
     path = state.settings.webstats
     if path:
+        page = render_status(state).encode("utf-8")
         try:
-            with open(path, "w", encoding="utf-8") as out:
-                out.write(render_status(state))
-        except OSError as exc:
-            log.error("cannot write %s: %s", path, exc.strerror)
+            with atomic_output(path) as out:  # a reader never sees half a page
+                out.write(page)
+        except OutputFileError:
+            try:  # a directory -u's user may not create in: rewrite the file in place
+                with open(path, "wb") as out:
+                    out.write(page)
+            except OSError as exc:
+                log.error("cannot write %s: %s", path, exc.strerror)
     else:
         servers = controller.execute("servers").rstrip("\n")
         log.info("%d connections\n%s", len(state.table), servers)
