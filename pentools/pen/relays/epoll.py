@@ -196,6 +196,20 @@ class RawRelay:
         self.listener = listener
         self.family = listener.family
         self.tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
+        #: TCP_NODELAY as set on the listener: a connection inherits it when
+        #: its handshake completes (one system call per setting, not one per
+        #: connection).  After a change, the connections already waiting in
+        #: the listen queue are set one by one until the queue is empty.
+        self.listener_nodelay = False
+        self.nodelay_queued = False
+        if self.tcp:
+            self.inherit_nodelay(self.state.settings.tcp_nodelay)
+
+    def inherit_nodelay(self, nodelay: bool) -> None:
+        """Give the connections accepted from now on penctl's ``tcp_nodelay``."""
+        self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))
+        self.listener_nodelay = nodelay
+        self.nodelay_queued = True
 
     def stop_accepting(self) -> None:
         if self.accepting:
@@ -212,6 +226,8 @@ class RawRelay:
         family = self.family
         access = state.selector.access
         connecting = self.connecting
+        if self.tcp and self.listener_nodelay is not settings.tcp_nodelay:
+            self.inherit_nodelay(settings.tcp_nodelay)  # penctl changed it
         for _ in range(state.config.multi_accept):  # -m: a flood cannot starve the others
             if len(connecting) >= settings.pending_max:  # clients wait in the listen queue
                 self.waiting_for_connects = True
@@ -223,6 +239,7 @@ class RawRelay:
             try:
                 fd, peer = accept()
             except (BlockingIOError, InterruptedError):
+                self.nodelay_queued = False
                 return
             except OSError as exc:
                 state.counters.accept_errors += 1
@@ -233,6 +250,8 @@ class RawRelay:
                     return
                 continue  # the client gave up already (ECONNABORTED and the like)
             sock = _NEW_SOCKET(family, _STREAM, 0, fd)
+            if self.nodelay_queued:  # queued before the listener's setting changed
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, self.listener_nodelay)
             if len(table) >= settings.conn_max:
                 state.counters.refused += 1
                 sock.close()
@@ -353,9 +372,7 @@ class RawConnection(ClientConnection):
         self.http = False
         self.tried: list[int] = []
         self.server_index = -1
-        state.table.add(self, relay.loop.time())
-        if relay.tcp and state.settings.tcp_nodelay:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        state.table.add(self, relay.loop.time())  # TCP_NODELAY: inherited from the listener
         self.connect()
 
     # -- the backend connection ------------------------------------------------------
@@ -427,6 +444,10 @@ class RawConnection(ClientConnection):
         if version:
             down = self.down
             self.send_up(proxy_header(version, self.peer, down.getsockname()))
+        if not self.closed:
+            # The client has most often sent its request while the server
+            # connection was being made: read it now rather than a poll later.
+            self.on_down(EPOLLIN)
         self.sync()
 
     # -- events ----------------------------------------------------------------------
