@@ -349,8 +349,8 @@ class AttributionEngine:
 
     def add_record(self, record: BalancerRecord) -> None:
         """Make `record` available to lines of its server."""
-        time = record.time
-        pending = _Pending(time, record.client, record.upstream_port)
+        time, port = record.time, record.upstream_port
+        pending = _Pending(time, record.client, port)
         key = (record.server, record.request)
         queue = self._queues.get(key)
         if queue is None:
@@ -363,12 +363,12 @@ class AttributionEngine:
             queue.live += 1
         else:
             queue.insert(pending)
-        if record.upstream_port is not None:
-            port_key = (record.server, record.upstream_port, record.request)
+        if port is not None:
+            port_key = (record.server, port, record.request)
             self._by_port.setdefault(port_key, []).append(pending)
         self.report.records += 1
         if self.max_records is not None:
-            self._bound_records(record.time)
+            self._bound_records(time)
 
     def _bound_records(self, time: float) -> None:
         """Drop the oldest records once there are an eighth more than `max_records`.
@@ -465,15 +465,29 @@ class AttributionEngine:
             self.report.unmatched += 1
             return _UNMATCHED
         chosen = records[chosen_index]
-        if self._is_unique(queue, chosen, low, high):
-            offset.add(time - chosen.time)
+        # Unique: the only record, used or not, the line could have had, in
+        # [low, high] (the learned band, or the window until it is learned).
+        # Only such matches teach the engine (a clock offset, a client's
+        # fingerprint): learning from guesses would let one error breed more.
+        # A used record in [low, high] was plausible too (records are used
+        # oldest first, so last_used says); inline: the join's hot path.
+        chosen_time, times = chosen.time, queue.times
+        if (
+            low <= chosen_time <= high
+            and queue.last_used < low
+            and (
+                (after := bisect_left(times, low, queue.head) + 1) == len(times)
+                or times[after] > high
+            )
+        ):
+            offset.add(time - chosen_time)
             if fingerprint is not None:
                 self._fingerprints.remember(chosen.client, fingerprint)
         if queue.live == 1:  # the chosen one is the only candidate left
             ambiguous = False
         else:
             if band is None:  # plausible: as close to the chosen one as the time resolution
-                low, high = chosen.time - self.slack, chosen.time + self.slack
+                low, high = chosen_time - self.slack, chosen_time + self.slack
             ambiguous = self._other_client_between(queue, chosen, low, high, fingerprint)
         queue.consume(chosen)
         if ambiguous:
@@ -560,20 +574,6 @@ class AttributionEngine:
                 return index
             index += 1
         return best
-
-    def _is_unique(self, queue: _KeyQueue, chosen: _Pending, low: float, high: float) -> bool:
-        """True if `chosen` was the only record, used or not, the line could have had.
-
-        [low, high] is where the line's record can be: the learned band, or
-        the window until it is learned.  Only such matches teach the engine
-        (a clock offset, a client's fingerprint): learning from guesses would
-        let one error breed more.
-        """
-        if not low <= chosen.time <= high or queue.last_used >= low:
-            return False  # a used record was plausible too (records are used oldest first)
-        times = queue.times
-        first = bisect_left(times, low, queue.head)
-        return first + 1 == len(times) or times[first + 1] > high
 
     def _other_client_between(
         self,
