@@ -63,6 +63,10 @@ class Attribution:
     outcome: Outcome
 
 
+#: The answer for a line no record fits (one instance: it is immutable).
+_UNMATCHED = Attribution(None, Outcome.UNMATCHED)
+
+
 @dataclass
 class JoinReport:
     """The one accounting of a join, whoever runs it.
@@ -144,13 +148,16 @@ class _KeyQueue:
         records after it.
         """
         pending.consumed = True
-        self.live -= 1
-        self.last_used = max(self.last_used, pending.time)
+        live = self.live = self.live - 1
+        if pending.time > self.last_used:
+            self.last_used = pending.time
         records = self.records
-        while self.head < len(records) and records[self.head].consumed:
-            self.head += 1
-        used = len(records) - self.live
-        if used > 64 and used * 2 > len(records):
+        head, count = self.head, len(records)
+        while head < count and records[head].consumed:
+            head += 1
+        self.head = head
+        used = count - live
+        if used > 64 and used * 2 > count:
             kept = [p for p in records[self.head :] if not p.consumed]
             self.records = kept
             self.times = [p.time for p in kept]
@@ -238,24 +245,25 @@ class Fingerprints:
             return
         known, holders = self.known, self.holders
         old = known.pop(client, None)  # re-inserted last: the most recently seen
-        if old is not None:
-            self._seen_again(changed=old != fingerprint)
-            holders[old] -= 1
-        elif len(known) >= self.capacity:
-            holders[known.pop(next(iter(known)))] -= 1
         known[client] = fingerprint
-        holders[fingerprint] = holders.get(fingerprint, 0) + 1
-
-    def _seen_again(self, changed: bool) -> None:
-        if changed:
-            self._changed += 1
+        if old is None:
+            if len(known) > self.capacity:
+                holders[known.pop(next(iter(known)))] -= 1
+            holders[fingerprint] = holders.get(fingerprint, 0) + 1
+            return
+        # seen again (the join's hot path: inline, and no count moves if it kept its own)
+        if old == fingerprint:
+            kept, changed = self._kept + 1, self._changed
         else:
-            self._kept += 1
-        total = self._kept + self._changed
+            kept, changed = self._kept, self._changed + 1
+            holders[old] -= 1
+            holders[fingerprint] = holders.get(fingerprint, 0) + 1
+        total = kept + changed
         if total > 64 * self.MIN_SEEN_AGAIN:  # recent behaviour weighs more
-            self._kept //= 2
-            self._changed //= 2
-        self.trusted = total >= self.MIN_SEEN_AGAIN and self._changed <= self.tolerance * total
+            kept //= 2
+            changed //= 2
+        self._kept, self._changed = kept, changed
+        self.trusted = total >= self.MIN_SEEN_AGAIN and changed <= self.tolerance * total
 
     def distinctive(self, fingerprint: str) -> bool:
         """True if few of the known clients hold `fingerprint`: it points to them."""
@@ -310,7 +318,7 @@ class AttributionEngine:
         # sweep visits only the queues that have something to expire.
         self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._by_port: dict[tuple[str, int, str], list[_Pending]] = {}
-        self.knownfsets: dict[str, ClockOffset] = {}
+        self._offsets: dict[str, ClockOffset] = {}
         self._next_sweep = -math.inf
         self._record_times: deque[float] = deque()  # kept only under max_records
         limit = self.max_records or 0
@@ -333,16 +341,16 @@ class AttributionEngine:
 
     def offset(self, server: str) -> ClockOffset:
         """The learned clock relation of `server` (created on first use)."""
-        found = self.knownfsets.get(server)
+        found = self._offsets.get(server)
         if found is None:
-            found = self.knownfsets[server] = ClockOffset(self.slack)
+            found = self._offsets[server] = ClockOffset(self.slack)
             found.band = self.prior_band
         return found
 
     def add_record(self, record: BalancerRecord) -> None:
         """Make `record` available to lines of its server."""
-        time = record.time
-        pending = _Pending(time, record.client, record.upstream_port)
+        time, port = record.time, record.upstream_port
+        pending = _Pending(time, record.client, port)
         key = (record.server, record.request)
         queue = self._queues.get(key)
         if queue is None:
@@ -355,12 +363,12 @@ class AttributionEngine:
             queue.live += 1
         else:
             queue.insert(pending)
-        if record.upstream_port is not None:
-            port_key = (record.server, record.upstream_port, record.request)
+        if port is not None:
+            port_key = (record.server, port, record.request)
             self._by_port.setdefault(port_key, []).append(pending)
         self.report.records += 1
         if self.max_records is not None:
-            self._bound_records(record.time)
+            self._bound_records(time)
 
     def _bound_records(self, time: float) -> None:
         """Drop the oldest records once there are an eighth more than `max_records`.
@@ -403,8 +411,8 @@ class AttributionEngine:
         queue = self._queues.get((server, request))
         if queue is None or queue.live == 0:
             self.report.unmatched += 1
-            return Attribution(None, Outcome.UNMATCHED)
-        offset = self.knownfsets.get(server) or self.offset(server)
+            return _UNMATCHED
+        offset = self._offsets.get(server) or self.offset(server)
         if remote_port is not None:
             exact = self._exact(server, remote_port, request, time - offset.median)
             if exact is not None:
@@ -434,34 +442,52 @@ class AttributionEngine:
     def _match_in_queue(
         self, queue: _KeyQueue, offset: ClockOffset, time: float, fingerprint: str | None
     ) -> Attribution:
-        records = queue.records
+        records, window = queue.records, self.window
         band = offset.band
         if band is not None:
-            low = max(time - band[1], time - self.window)
-            high = min(time - band[0], time + self.window)
-            oldest = max(low - self.reach, time - self.window)
+            # [low, high]: where the line's record can be (the band, within the window)
+            low, high = time - band[1], time - band[0]
+            if low < time - window:
+                low = time - window
+            if high > time + window:
+                high = time + window
+            oldest = low - self.reach
+            if oldest < time - window:
+                oldest = time - window
             start = bisect_left(queue.times, oldest, queue.head)
             chosen_index = self._first_in_band(queue, start, high, fingerprint)
             if chosen_index < 0:  # only stale records: one that no later line can claim
                 chosen_index = self._nearest(queue, time - offset.median, oldest)
         else:
+            low, high = time - window, time + window
             chosen_index = self._nearest(queue, time - offset.median, math.inf)
         if chosen_index < 0:
             self.report.unmatched += 1
-            return Attribution(None, Outcome.UNMATCHED)
+            return _UNMATCHED
         chosen = records[chosen_index]
-        if band is None:
-            unique = self._is_unique(queue, chosen, time - self.window, time + self.window)
-        else:
-            unique = self._is_unique(queue, chosen, low, high)
-        if unique:
-            offset.add(time - chosen.time)
-            self._fingerprints.remember(chosen.client, fingerprint)
+        # Unique: the only record, used or not, the line could have had, in
+        # [low, high] (the learned band, or the window until it is learned).
+        # Only such matches teach the engine (a clock offset, a client's
+        # fingerprint): learning from guesses would let one error breed more.
+        # A used record in [low, high] was plausible too (records are used
+        # oldest first, so last_used says); inline: the join's hot path.
+        chosen_time, times = chosen.time, queue.times
+        if (
+            low <= chosen_time <= high
+            and queue.last_used < low
+            and (
+                (after := bisect_left(times, low, queue.head) + 1) == len(times)
+                or times[after] > high
+            )
+        ):
+            offset.add(time - chosen_time)
+            if fingerprint is not None:
+                self._fingerprints.remember(chosen.client, fingerprint)
         if queue.live == 1:  # the chosen one is the only candidate left
             ambiguous = False
         else:
             if band is None:  # plausible: as close to the chosen one as the time resolution
-                low, high = chosen.time - self.slack, chosen.time + self.slack
+                low, high = chosen_time - self.slack, chosen_time + self.slack
             ambiguous = self._other_client_between(queue, chosen, low, high, fingerprint)
         queue.consume(chosen)
         if ambiguous:
@@ -482,25 +508,30 @@ class AttributionEngine:
         is against, the oldest is taken all the same.
         """
         times, records = queue.times, queue.records
-        prints = self._fingerprints
-        known = prints.known  # the join's hot path: plain lookups, no calls
-        if fingerprint is None or not prints.trusted:  # the order alone: the oldest
-            fingerprint = None
-            distinctive = False
-        else:  # as prints.distinctive(fingerprint)
-            distinctive = prints.holders.get(fingerprint, 0) < prints.COMMON_SHARE * len(known)
-        first = fitting = -1
+        end = len(times)
         index = start
-        while index < len(times) and times[index] <= high:
+        prints = self._fingerprints
+        if fingerprint is None or not prints.trusted or queue.live == 1:
+            # the order alone (a single record left: nothing to choose between)
+            while index < end and times[index] <= high:
+                if not records[index].consumed:
+                    return index
+                index += 1
+            return -1
+        known = prints.known  # the join's hot path: plain lookups, no calls
+        distinctive: bool | None = None  # as prints.distinctive(fingerprint), when first needed
+        first = fitting = -1
+        while index < end and times[index] <= high:
             pending = records[index]
             if not pending.consumed:
-                if fingerprint is None:
-                    return index
+                seen = known.get(pending.client)
+                if distinctive is None and (fitting >= 0 or seen == fingerprint):
+                    share = prints.holders.get(fingerprint, 0)
+                    distinctive = share < prints.COMMON_SHARE * len(known)
                 if fitting >= 0 and (
                     not distinctive or times[index] >= times[fitting] + self.resolution
                 ):
                     return fitting
-                seen = known.get(pending.client)
                 if distinctive and seen == fingerprint:
                     return index
                 if fitting < 0 and (seen is None or seen == fingerprint):  # not against
@@ -544,20 +575,6 @@ class AttributionEngine:
             index += 1
         return best
 
-    def _is_unique(self, queue: _KeyQueue, chosen: _Pending, low: float, high: float) -> bool:
-        """True if `chosen` was the only record, used or not, the line could have had.
-
-        [low, high] is where the line's record can be: the learned band, or
-        the window until it is learned.  Only such matches teach the engine
-        (a clock offset, a client's fingerprint): learning from guesses would
-        let one error breed more.
-        """
-        if not low <= chosen.time <= high or queue.last_used >= low:
-            return False  # a used record was plausible too (records are used oldest first)
-        times = queue.times
-        first = bisect_left(times, low, queue.head)
-        return first + 1 == len(times) or times[first + 1] > high
-
     def _other_client_between(
         self,
         queue: _KeyQueue,
@@ -569,16 +586,18 @@ class AttributionEngine:
         """True if another client, not ruled out by its fingerprint, was plausible too."""
         times, records = queue.times, queue.records
         prints = self._fingerprints
-        index = bisect_left(times, low, queue.head)
-        while index < len(times) and times[index] <= high:
+        # as prints.against(other.client, fingerprint), in plain lookups (the hot path)
+        known = prints.known if fingerprint is not None and prints.trusted else None
+        client = chosen.client
+        index, end = bisect_left(times, low, queue.head), len(times)
+        while index < end and times[index] <= high:
             other = records[index]
-            if (
-                not other.consumed
-                and other is not chosen
-                and other.client != chosen.client
-                and (fingerprint is None or not prints.against(other.client, fingerprint))
-            ):
-                return True
+            if not other.consumed and other is not chosen and other.client != client:
+                if known is None:
+                    return True
+                seen = known.get(other.client)
+                if seen is None or seen == fingerprint:
+                    return True
             index += 1
         return False
 

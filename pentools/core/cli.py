@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import logging.handlers
 import os
 import sys
 from collections.abc import Callable
@@ -65,6 +63,8 @@ def version_option() -> Callable[[F], F]:
 
 def package_version() -> str:
     """pentools' version from the package metadata (one place: pyproject.toml)."""
+    import importlib.metadata  # only for --version: it costs every command 2 MB at start
+
     try:
         return importlib.metadata.version("pentools")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
@@ -103,7 +103,9 @@ def tool_logger(tool: str, *, level: int = logging.INFO, syslog: bool = False) -
     """
     handler: logging.Handler
     if syslog and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        from logging.handlers import SysLogHandler  # only daemons that detach need it
+
+        handler = SysLogHandler(address="/dev/log")
         handler.setFormatter(logging.Formatter(f"{tool}[%(process)d]: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -119,19 +119,28 @@ _Item = tuple[float, int, int, str, AccessLine | None]
 def _parsed_lines(
     index: int, source: LogSource, log_format: LogFormat, tally: SourceTally
 ) -> Iterator[_Item]:
-    """The lines of one backend log; a malformed line takes its predecessor's time."""
+    """The lines of one backend log; a malformed line takes its predecessor's time.
+
+    `tally` gets the lines read and parsed when the stream ends (not two
+    counts per line).
+    """
     last_time = -math.inf
-    for sequence, text in enumerate(read_lines(source.path)):
-        tally.lines += 1
-        parsed = log_format.parse(text)
-        if parsed is not None and parsed.time is not None:
-            tally.parsed += 1
-            last_time = parsed.time
-            yield (last_time, index, sequence, text, parsed)
-        else:
-            if tally.sample is None:
-                tally.sample = text.rstrip("\r\n")
-            yield (last_time, index, sequence, text, None)
+    parse = log_format.parse
+    unparsed = 0
+    sequence = -1
+    try:
+        for sequence, text in enumerate(read_lines(source.path)):
+            parsed = parse(text)
+            if parsed is not None and parsed.time is not None:
+                last_time = parsed.time
+                yield (last_time, index, sequence, text, parsed)
+            else:
+                unparsed += 1
+                if tally.sample is None:
+                    tally.sample = text.rstrip("\r\n")
+                yield (last_time, index, sequence, text, None)
+    finally:
+        tally.lines, tally.parsed = sequence + 1, sequence + 1 - unparsed
 
 
 def _time_ordered(items: Iterator[_Item], window: float, stats: MergeStats) -> Iterator[_Item]:
@@ -250,6 +259,7 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
     ]
     servers = [source.server for source in config.sources]
     write = output.write
+    tag_backend = config.tag_backend
     fed_until = -math.inf
     for _, index, _, text, parsed in heapq.merge(*streams):
         if parsed is None or parsed.time is None:
@@ -267,7 +277,7 @@ def merge_logs(config: MergeConfig, output: IO[str]) -> MergeStats:
                 client = servers[index]
             if client is not None:
                 text = parsed.with_client(client)
-        if config.tag_backend:
+        if tag_backend:
             text = with_backend(text, servers[index])
         # A last line without a newline must not glue onto the next one.
         write(text if text.endswith("\n") else text + "\n")
