@@ -483,6 +483,14 @@ class AttributionEngine:
             offset.add(time - chosen_time)
             if fingerprint is not None:
                 self._fingerprints.remember(chosen.client, fingerprint)
+        elif band is not None and self._alone_in_window(queue, chosen_index, time):
+            # Outside the band but the only record in the whole window: the
+            # band was too narrow, if not by more than its own width (beyond
+            # that, a slow request rather than the clock).  Samples from
+            # inside the band alone would widen it by `slack` at most.
+            difference, width = time - chosen_time, band[1] - band[0]
+            if band[0] - width <= difference <= band[1] + width:
+                offset.add(difference)
         if queue.live == 1:  # the chosen one is the only candidate left
             ambiguous = False
         else:
@@ -574,6 +582,15 @@ class AttributionEngine:
                 return index
             index += 1
         return best
+
+    def _alone_in_window(self, queue: _KeyQueue, index: int, time: float) -> bool:
+        """True if the record at `index` is the key's only one, used or not, in the window."""
+        low, high = time - self.window, time + self.window
+        if queue.last_used >= low:
+            return False
+        times = queue.times
+        first = bisect_left(times, low, queue.head)
+        return first == index and (index + 1 == len(times) or times[index + 1] > high)
 
     def _other_client_between(
         self,

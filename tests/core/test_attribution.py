@@ -117,6 +117,34 @@ def test_outside_the_band_only_a_record_no_later_line_can_claim() -> None:
     assert engine.match(SERVER, GET, 420).client == "192.0.2.2"
 
 
+def test_the_band_follows_delays_that_grow_but_not_a_slow_request() -> None:
+    """Arrival times to the 10 ms (penlogd): a band learned while delays were
+    under 0.1 s must widen when they grow, from requests alone in the window
+    though outside the band; one that took 30 s is a slow request, not the
+    clock, and leaves the band as it was."""
+    engine = AttributionEngine(
+        window=60, slack=0.05, resolution=0.05, prior_band=(-0.05, 60), reach=0.0
+    )
+    clock = 1000.0
+
+    def unique_request(delay: float) -> None:
+        nonlocal clock
+        clock += 1
+        request = f"GET /u/{clock} HTTP/1.1"
+        engine.add_record(record("198.51.100.9", clock, request))
+        assert engine.match(SERVER, request, clock + delay).client == "198.51.100.9"
+
+    for index in range(32):  # the prior band gives way after 32 samples
+        unique_request(delay=index / 400)  # 0 to 0.08 s
+    band = engine.offset(SERVER).band
+    assert band is not None and band[1] < 0.2
+    unique_request(delay=30)  # a slow request
+    for _ in range(40):
+        unique_request(delay=0.3)  # the network got slower
+    band = engine.offset(SERVER).band
+    assert band is not None and 0.3 <= band[1] < 1
+
+
 def test_same_client_candidates_are_not_ambiguous() -> None:
     engine = AttributionEngine(window=60)
     engine.add_record(record("192.0.2.1", 100))
