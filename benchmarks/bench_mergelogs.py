@@ -6,7 +6,7 @@
     python -m benchmarks.bench_mergelogs --shapes held-out   # the same on the final seeds
 
 ``--shapes`` measures accuracy on every named shape of benchmarks.farm
-(SHAPES), for each seed of a set: TUNING_SEEDS are the ones to look at while
+(SHAPES), for each seed of a set (farm.SEED_SETS): TUNING_SEEDS are the ones to look at while
 changing the join; HELD_OUT_SEEDS are only for the figures reported, so the
 figures are on farms the tuning never saw.  The table gives medians over the
 seeds and the worst seed's lead over FIFO and over the C mergelogs.
@@ -30,19 +30,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.farm import SHAPES, generate_farm, shape_config
+from benchmarks.farm import SEED_SETS, SHAPES, generate_farm, shape_config
 from benchmarks.scoring import read_truth, score
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKLOADS = HERE / "workloads"
 OUT = HERE / "out"
-
-
-#: Seeds to tune on, and seeds kept for the reported figures (never tuned on).
-TUNING_SEEDS = (1, 2, 3)
-HELD_OUT_SEEDS = (1001, 1002, 1003, 1004, 1005)
-SEED_SETS = {"tuning": TUNING_SEEDS, "held-out": HELD_OUT_SEEDS}
 
 
 @dataclass(frozen=True)

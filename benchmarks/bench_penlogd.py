@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_penlogd                    # the full plan
     python -m benchmarks.bench_penlogd --quick            # a smaller farm, fewer rates
+    python -m benchmarks.bench_penlogd --shapes held-out  # the join's accuracy per farm shape
 
 The farm generator's ``events.tsv`` (records when pen forwards, lines when a
 backend completes) is replayed as UDP datagrams from the right loopback source
@@ -19,6 +20,12 @@ first RATE x DURATION events of one farm generated large enough for the
 highest rate), so that ours' large receive buffer cannot hide a reader slower
 than the rate; the output says how many datagrams the buffer holds, and what
 deficit the replay length would still hide.
+
+``--shapes SEEDS`` measures the join alone on every named shape of
+benchmarks.farm, for each seed of the set (as bench_mergelogs does): each
+farm's events go to penlogd's join (LiveJoin) at their own arrival times, in
+this process, so that a 100 req/s farm takes seconds rather than its real
+duration; against the FIFO join in arrival order.
 """
 
 from __future__ import annotations
@@ -38,12 +45,15 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.farm import FarmEvent, read_events
+from benchmarks.bench_mergelogs import shape_report
+from benchmarks.farm import SEED_SETS, SHAPES, FarmEvent, read_events, shape_config
+from benchmarks.farm import generate_farm as generate_shape_farm
 from pentools.core.accesslog import LogFormat
 from pentools.core.addresses import address_family
 from pentools.core.records import parse_datagram
 from pentools.core.sockets import size_receive_buffer
 from pentools.penlogd.config import DEFAULT_RCVBUF
+from pentools.penlogd.join import JoinConfig, LiveJoin
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "penlogd"
@@ -87,6 +97,41 @@ def fifo_floor(events: list[FarmEvent], log_format: str | None) -> int:
         if queue and queue.popleft() == event.client:
             right += 1
     return right
+
+
+def join_offline(events: list[FarmEvent]) -> list[bytes]:
+    """The lines penlogd's join writes for `events`, each handled at its arrival time."""
+    join = LiveJoin(JoinConfig())
+    lines: list[bytes] = []
+    for event in events:
+        join.release_due(event.time)
+        join.receive(event.payload, event.source, event.time)
+        lines.extend(join.take_output())
+    join.release_all()
+    lines.extend(join.take_output())
+    return lines
+
+
+def run_shapes(seed_set: str, requests: int, only: list[str]) -> None:
+    """The join's accuracy and FIFO's on each shape and seed; medians and worst leads."""
+    seeds = SEED_SETS[seed_set]
+    results: dict[str, list[dict[str, float]]] = {}
+    for shape in only or list(SHAPES):
+        for seed in seeds:
+            directory = OUT / "shapes" / f"{shape}-{requests}-s{seed}"
+            if not (directory / "events.tsv").exists():
+                generate_shape_farm(shape_config(shape, directory, seed, requests, events=True))
+            events = list(read_events(directory))
+            truth = truth_of(events)
+            total = sum(truth.values())
+            accuracy = {
+                "pentools": 100 * score(join_offline(events), truth) / total,
+                "FIFO": 100 * fifo_floor(events, None) / total,
+            }
+            results.setdefault(shape, []).append(accuracy)
+            cells = "  ".join(f"{tool} {value:.2f}%" for tool, value in accuracy.items())
+            print(f"{shape} seed {seed}: {cells}", file=sys.stderr, flush=True)
+    print(shape_report(results, seeds))
 
 
 def udp_socket_state(port: int) -> tuple[int, int] | None:
@@ -264,7 +309,17 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="2 s of traffic, rates 10000 and 50000 (a burst)"
     )
+    parser.add_argument(
+        "--shapes",
+        choices=sorted(SEED_SETS),
+        help="the join's accuracy per farm shape, these seeds",
+    )
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per shape farm")
+    parser.add_argument("--only", nargs="*", default=[], help="--shapes: just these shapes")
     args = parser.parse_args()
+    if args.shapes:
+        run_shapes(args.shapes, args.requests, args.only)
+        return
     if args.quick:
         args.duration, args.rates = 2.0, "10000,50000"
     rates = [float(r) for r in args.rates.split(",")]

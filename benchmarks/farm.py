@@ -204,6 +204,12 @@ SHAPES: dict[str, Shape] = {
 }
 
 
+#: Seeds to tune on, and seeds kept for the reported figures (never tuned on).
+TUNING_SEEDS = (1, 2, 3)
+HELD_OUT_SEEDS = (1001, 1002, 1003, 1004, 1005)
+SEED_SETS = {"tuning": TUNING_SEEDS, "held-out": HELD_OUT_SEEDS}
+
+
 def shape_config(shape: str, out: Path, seed: int, requests: int, **more: object) -> FarmConfig:
     """The FarmConfig of a named shape (`more` overrides its settings)."""
     settings = {"rate": 100.0, **SHAPES[shape].settings, **more}
