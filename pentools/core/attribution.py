@@ -211,6 +211,21 @@ class ClockOffset:
             self.band = (low - self.slack, high + self.slack)
             self._dirty = 0
 
+    def add_outside_band(self, difference: float) -> None:
+        """A sample from outside the band, of a match alone in the whole window.
+
+        The band was too narrow: taken up to the band's own width beyond its
+        edges (farther, a slow request rather than the clock).  Samples from
+        inside the band alone would widen it by `slack` at most.
+        """
+        band = self.band
+        if band is None:
+            self.add(difference)
+            return
+        width = band[1] - band[0]
+        if band[0] - width <= difference <= band[1] + width:
+            self.add(difference)
+
 
 class Fingerprints:
     """What each client's fingerprint (User-Agent) says about a record of it.
@@ -484,13 +499,7 @@ class AttributionEngine:
             if fingerprint is not None:
                 self._fingerprints.remember(chosen.client, fingerprint)
         elif band is not None and self._alone_in_window(queue, chosen_index, time):
-            # Outside the band but the only record in the whole window: the
-            # band was too narrow, if not by more than its own width (beyond
-            # that, a slow request rather than the clock).  Samples from
-            # inside the band alone would widen it by `slack` at most.
-            difference, width = time - chosen_time, band[1] - band[0]
-            if band[0] - width <= difference <= band[1] + width:
-                offset.add(difference)
+            offset.add_outside_band(time - chosen_time)
         if queue.live == 1:  # the chosen one is the only candidate left
             ambiguous = False
         else:

@@ -226,7 +226,7 @@ class RawRelay:
         family = self.family
         access = state.selector.access
         connecting = self.connecting
-        if self.tcp and self.listener_nodelay is not settings.tcp_nodelay:
+        if self.tcp and self.listener_nodelay != settings.tcp_nodelay:
             self.inherit_nodelay(settings.tcp_nodelay)  # penctl changed it
         for _ in range(state.config.multi_accept):  # -m: a flood cannot starve the others
             if len(connecting) >= settings.pending_max:  # clients wait in the listen queue
